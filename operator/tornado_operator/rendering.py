@@ -1,0 +1,308 @@
+"""Pure functions: a validated, defaulted spec becomes the child manifests.
+
+No I/O here. The same inputs always give the same manifests, which is what makes reconciling
+level-based: whether the spec was just created, edited, or the operator restarted, applying
+these manifests with server-side apply converges to one state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tornado_operator import API_VERSION, KIND, labels
+
+JSONDict = dict[str, Any]
+
+CONTAINER_NAME = "app"
+PORT_NAME = "http"
+# Seconds between the end of the template's own shutdown budget and SIGKILL.
+GRACE_MARGIN_SECONDS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Parent:
+    """What rendering needs to know about the TornadoService object itself."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Children:
+    """The desired children. `hpa`/`pdb` are None when they must not exist."""
+
+    deployment: JSONDict
+    service: JSONDict
+    hpa: JSONDict | None
+    pdb: JSONDict | None
+
+    def all(self) -> list[JSONDict]:
+        return [m for m in (self.deployment, self.service, self.hpa, self.pdb) if m is not None]
+
+
+def owner_reference(parent: Parent) -> JSONDict:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": parent.name,
+        "uid": parent.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def resolve_image(spec: JSONDict, default_image: str) -> str:
+    image = spec.get("image")
+    return image if isinstance(image, str) and image else default_image
+
+
+def _metadata(parent: Parent, image: str, annotations: dict[str, str] | None = None) -> JSONDict:
+    meta: JSONDict = {
+        "name": parent.name,
+        "namespace": parent.namespace,
+        "labels": labels.common_labels(parent.name, image),
+        "ownerReferences": [owner_reference(parent)],
+    }
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def termination_grace_seconds(spec: JSONDict) -> int:
+    """preStop pause + the template's drain delay + its in-flight timeout + a margin."""
+    shutdown = spec["shutdown"]
+    return int(
+        shutdown["preStopSleepSeconds"]
+        + shutdown["drainDelaySeconds"]
+        + shutdown["timeoutSeconds"]
+        + GRACE_MARGIN_SECONDS
+    )
+
+
+def desired_replicas(spec: JSONDict) -> int:
+    """Replicas for the Deployment.
+
+    With autoscaling on, the HPA writes spec.replicas through the scale subresource; clamping
+    keeps the Deployment inside the HPA's bounds between the moment autoscaling is switched on
+    and the HPA's first decision, and after a `kubectl scale` outside them. Zero stays zero:
+    scaling to zero is an explicit pause that the HPA also respects.
+    """
+    replicas = int(spec["replicas"])
+    auto = spec["autoscaling"]
+    if auto["enabled"] and replicas != 0:
+        return max(int(auto["minReplicas"]), min(int(auto["maxReplicas"]), replicas))
+    return replicas
+
+
+def _probe(probe: JSONDict) -> JSONDict | None:
+    if not probe["enabled"]:
+        return None
+    return {
+        "httpGet": {"path": probe["path"], "port": PORT_NAME, "scheme": "HTTP"},
+        "initialDelaySeconds": probe["initialDelaySeconds"],
+        "periodSeconds": probe["periodSeconds"],
+        "timeoutSeconds": probe["timeoutSeconds"],
+        "successThreshold": probe["successThreshold"],
+        "failureThreshold": probe["failureThreshold"],
+    }
+
+
+def _container(spec: JSONDict, image: str) -> JSONDict:
+    shutdown = spec["shutdown"]
+    env: list[JSONDict] = [
+        {"name": "PORT", "value": str(spec["port"])},
+        {"name": "DRAIN_DELAY_SECONDS", "value": str(shutdown["drainDelaySeconds"])},
+        {"name": "SHUTDOWN_TIMEOUT_SECONDS", "value": str(shutdown["timeoutSeconds"])},
+    ]
+    env.extend(dict(item) for item in spec.get("env", []))
+    container: JSONDict = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "ports": [{"name": PORT_NAME, "containerPort": spec["port"], "protocol": "TCP"}],
+        "env": env,
+        "resources": spec["resources"],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if shutdown["preStopSleepSeconds"] > 0:
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": shutdown["preStopSleepSeconds"]}}}
+    for key in ("command", "args", "envFrom", "imagePullPolicy"):
+        if key in spec:
+            container[key] = spec[key]
+    for kind in ("liveness", "readiness", "startup"):
+        probe = _probe(spec["probes"][kind])
+        if probe is not None:
+            container[f"{kind}Probe"] = probe
+    return container
+
+
+def render_deployment(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict:
+    image = resolve_image(spec, default_image)
+    rollout = spec["rollout"]
+    pod_labels = {**spec.get("podLabels", {}), **labels.common_labels(parent.name, image)}
+    pod_security: JSONDict = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    pod_security.update(spec.get("securityContext", {}))
+    pod_spec: JSONDict = {
+        "automountServiceAccountToken": spec["automountServiceAccountToken"],
+        "enableServiceLinks": False,
+        "securityContext": pod_security,
+        "terminationGracePeriodSeconds": termination_grace_seconds(spec),
+        "containers": [_container(spec, image)],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": spec["tmpSizeLimit"]}}],
+    }
+    optional = (
+        "serviceAccountName",
+        "imagePullSecrets",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "topologySpreadConstraints",
+        "priorityClassName",
+    )
+    for key in optional:
+        if key in spec:
+            pod_spec[key] = spec[key]
+    template_meta: JSONDict = {"labels": pod_labels}
+    if spec.get("podAnnotations"):
+        template_meta["annotations"] = dict(spec["podAnnotations"])
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(parent, image),
+        "spec": {
+            "replicas": desired_replicas(spec),
+            "revisionHistoryLimit": rollout["revisionHistoryLimit"],
+            "progressDeadlineSeconds": rollout["progressDeadlineSeconds"],
+            "minReadySeconds": rollout["minReadySeconds"],
+            "selector": {"matchLabels": labels.selector_labels(parent.name)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {
+                    "maxSurge": rollout["maxSurge"],
+                    "maxUnavailable": rollout["maxUnavailable"],
+                },
+            },
+            "template": {"metadata": template_meta, "spec": pod_spec},
+        },
+    }
+
+
+def render_service(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict:
+    svc = spec["service"]
+    port: JSONDict = {
+        "name": PORT_NAME,
+        "port": svc["port"],
+        "targetPort": PORT_NAME,
+        "protocol": "TCP",
+        "appProtocol": "http",
+    }
+    if "nodePort" in svc:
+        port["nodePort"] = svc["nodePort"]
+    image = resolve_image(spec, default_image)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(parent, image, svc.get("annotations")),
+        "spec": {
+            "type": svc["type"],
+            "selector": labels.selector_labels(parent.name),
+            "ports": [port],
+        },
+    }
+
+
+def render_hpa(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict | None:
+    """The autoscaler, targeting the TornadoService's scale subresource (None when disabled).
+
+    Targeting the TornadoService rather than the Deployment keeps one owner per field: the HPA
+    writes spec.replicas of the TornadoService, the operator copies it to the Deployment, and
+    nothing else ever writes Deployment replicas.
+    """
+    auto = spec["autoscaling"]
+    if not auto["enabled"]:
+        return None
+    metrics: list[JSONDict] = []
+    for resource, key in (
+        ("cpu", "targetCPUUtilizationPercentage"),
+        ("memory", "targetMemoryUtilizationPercentage"),
+    ):
+        if key in auto:
+            metrics.append(
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": resource,
+                        "target": {"type": "Utilization", "averageUtilization": auto[key]},
+                    },
+                }
+            )
+    hpa_spec: JSONDict = {
+        "scaleTargetRef": {"apiVersion": API_VERSION, "kind": KIND, "name": parent.name},
+        "minReplicas": auto["minReplicas"],
+        "maxReplicas": auto["maxReplicas"],
+        "metrics": metrics,
+    }
+    if "behavior" in auto:
+        hpa_spec["behavior"] = auto["behavior"]
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(parent, resolve_image(spec, default_image)),
+        "spec": hpa_spec,
+    }
+
+
+def max_possible_replicas(spec: JSONDict) -> int:
+    auto = spec["autoscaling"]
+    if auto["enabled"]:
+        return int(auto["maxReplicas"])
+    return int(spec["replicas"])
+
+
+def render_pdb(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict | None:
+    """A disruption budget, only while more than one replica can run: with a single replica
+    any budget either blocks node drains forever or protects nothing."""
+    pdb = spec["podDisruptionBudget"]
+    if not pdb["enabled"] or max_possible_replicas(spec) <= 1:
+        return None
+    pdb_spec: JSONDict = {
+        "selector": {"matchLabels": labels.selector_labels(parent.name)},
+        # Pods that are not ready yet (e.g. crash-looping) must never block a node drain.
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
+    if "minAvailable" in pdb:
+        pdb_spec["minAvailable"] = pdb["minAvailable"]
+    else:
+        pdb_spec["maxUnavailable"] = pdb.get("maxUnavailable", 1)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(parent, resolve_image(spec, default_image)),
+        "spec": pdb_spec,
+    }
+
+
+def render_children(parent: Parent, spec: JSONDict, default_image: str) -> Children:
+    """All desired children for a validated, defaulted spec."""
+    return Children(
+        deployment=render_deployment(parent, spec, default_image),
+        service=render_service(parent, spec, default_image),
+        hpa=render_hpa(parent, spec, default_image),
+        pdb=render_pdb(parent, spec, default_image),
+    )
+
+
+def service_url(name: str, namespace: str, spec: JSONDict) -> str:
+    port = spec["service"]["port"]
+    host = f"{name}.{namespace}.svc"
+    return f"http://{host}" if port == 80 else f"http://{host}:{port}"

@@ -1,0 +1,449 @@
+"""The local offline cluster: control plane as host processes, this machine as the node.
+
+Everything it adds to the host (processes, mounts, iptables rules, links,
+addresses) it also removes in `down`. Certificates and the containerd image
+store survive `down`, so a warm `up` neither regenerates nor reloads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import platform
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.cluster import addons, procs
+from tests.cluster.config import (
+    API_PORT,
+    BRIDGE,
+    DNS_IP,
+    KUBERNETES_VERSION,
+    NODE_IP,
+    NODE_NAME,
+    PAUSE_IMAGE,
+    POD_CIDR,
+    SERVICE_CIDR,
+    Paths,
+)
+from tests.cluster.kube import kubectl
+
+# Control plane first, node last: `down` walks this backwards.
+COMPONENTS = [
+    "containerd",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+]
+IPT_COMMENT = "tornado-operator local cluster"
+
+
+class PrerequisiteError(RuntimeError):
+    """Something the host lacks; the message is one sentence naming it."""
+
+
+def check_prerequisites(p: Paths) -> None:
+    if platform.system() != "Linux":
+        raise PrerequisiteError(f"The local cluster needs Linux; this is {platform.system()}.")
+    if os.geteuid() != 0:
+        raise PrerequisiteError("The local cluster needs root (it runs kubelet and containerd).")
+    controllers = _cgroup_controllers()
+    missing = [c for c in ("cpu", "cpuacct", "cpuset", "memory") if c not in controllers]
+    if missing:
+        raise PrerequisiteError(f"cgroup controllers missing: {', '.join(missing)} (kubelet needs them).")
+    for cmd in ("containerd", "runc", "iptables", "iptables-save", "conntrack", "ip"):
+        if not shutil.which(cmd):
+            raise PrerequisiteError(f"`{cmd}` is not installed: run `make prereqs`.")
+    if not Path("/usr/lib/cni/bridge").exists():
+        raise PrerequisiteError("CNI plugins missing (/usr/lib/cni/bridge): run `make prereqs`.")
+    for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
+              "kube-proxy", "kubeadm", "kubectl"):
+        if not (p.bin / b).exists():
+            raise PrerequisiteError(f"{b} {KUBERNETES_VERSION} is not built in {p.bin}: run `make prereqs`.")
+
+
+def _cgroup_controllers() -> set[str]:
+    found: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cgroups").read_text().splitlines()[1:]:
+            name, _hier, _n, enabled = line.split()
+            if enabled == "1":
+                found.add(name)
+    return found
+
+
+# ---------------------------------------------------------------- status
+
+
+def api_healthy(p: Paths) -> bool:
+    ctx = ssl.create_default_context(cafile=str(p.pki / "ca.crt"))
+    ctx.load_cert_chain(str(p.pki / "apiserver-kubelet-client.crt"), str(p.pki / "apiserver-kubelet-client.key"))
+    try:
+        with urllib.request.urlopen(f"https://{NODE_IP}:{API_PORT}/readyz", context=ctx, timeout=3) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def running_components(p: Paths) -> dict[str, int | None]:
+    return {name: procs.pid_of(p, name) for name in COMPONENTS}
+
+
+def is_up(p: Paths) -> bool:
+    return all(running_components(p).values()) and p.kubeconfig.exists() and api_healthy(p)
+
+
+# ---------------------------------------------------------------- up
+
+
+def up(p: Paths, log: Callable[[str], None] = print) -> None:
+    check_prerequisites(p)
+    if is_up(p):
+        log(f"cluster is already up; nothing changed. KUBECONFIG={p.kubeconfig}")
+        return
+    if any(running_components(p).values()):
+        log("a partly started cluster was found; cleaning it up first")
+    down(p, log=lambda _m: None)
+    t0 = time.monotonic()
+    _prepare_host(p)
+    _write_pki(p)
+    _write_configs(p)
+    _start_containerd(p)
+    _start_control_plane(p)
+    _start_node(p)
+    log(f"node Ready after {time.monotonic() - t0:.1f}s")
+    addons.install(p)
+    log(f"cluster up in {time.monotonic() - t0:.1f}s. KUBECONFIG={p.kubeconfig}")
+
+
+def _sysctl(key: str, value: str) -> None:
+    path = Path("/proc/sys") / key.replace(".", "/")
+    if not path.exists():
+        raise PrerequisiteError(f"kernel setting {key} is missing (br_netfilter not loaded?).")
+    path.write_text(value)
+
+
+def _prepare_host(p: Paths) -> None:
+    for d in (p.state, p.run, p.logs, p.pki, p.cni_conf, p.kubelet_root):
+        d.mkdir(parents=True, exist_ok=True)
+    if shutil.which("modprobe"):
+        for mod in ("br_netfilter", "overlay"):
+            procs.run(["modprobe", mod], check=False)
+    _sysctl("net.bridge.bridge-nf-call-iptables", "1")
+    _sysctl("net.ipv4.ip_forward", "1")
+    # The node's address is ours alone, on loopback: no dependency on the
+    # machine's own interfaces, and nothing routable leaves the host.
+    if NODE_IP not in procs.run(["ip", "-4", "addr", "show", "dev", "lo"]).stdout:
+        procs.run(["ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo"])
+    # Docker sets the FORWARD policy to DROP; pods on our bridge must still talk.
+    for direction in ("-i", "-o"):
+        rule = ["FORWARD", direction, BRIDGE, "-m", "comment", "--comment", IPT_COMMENT, "-j", "ACCEPT"]
+        if procs.run(["iptables", "-C", *rule], check=False).returncode != 0:
+            procs.run(["iptables", "-I", *rule])
+
+
+def _write_pki(p: Paths) -> None:
+    """Certificates and kubeconfigs from kubeadm's own phases, made once and kept."""
+    if (p.pki / "ca.crt").exists() and p.kubeconfig.exists():
+        return
+    cfg = p.state / "kubeadm.yaml"
+    cfg.write_text(
+        f"""apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint: {{advertiseAddress: {NODE_IP}, bindPort: {API_PORT}}}
+nodeRegistration: {{name: {NODE_NAME}}}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: v{KUBERNETES_VERSION}
+clusterName: tornado-local
+controlPlaneEndpoint: "{NODE_IP}:{API_PORT}"
+certificatesDir: {p.pki}
+networking: {{serviceSubnet: {SERVICE_CIDR}, podSubnet: {POD_CIDR}, dnsDomain: cluster.local}}
+apiServer: {{certSANs: ["127.0.0.1", "localhost", "{NODE_IP}"]}}
+"""
+    )
+    kubeadm = str(p.bin / "kubeadm")
+    for phase in (["certs", "all"], ["kubeconfig", "all", "--kubeconfig-dir", str(p.state)]):
+        r = procs.run([kubeadm, "init", "phase", *phase, "--config", str(cfg)], check=False)
+        if r.returncode != 0:
+            raise procs.StartError(f"kubeadm init phase {phase[0]} failed:\n{r.stderr[-2000:]}")
+
+
+def _write_configs(p: Paths) -> None:
+    (p.state / "containerd.toml").write_text(
+        f"""version = 2
+root = "{p.state / 'containerd'}"
+state = "{p.run / 'containerd'}"
+[grpc]
+  address = "{p.containerd_sock}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{p.cni_conf}"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      SystemdCgroup = false
+"""
+    )
+    (p.cni_conf / "10-tornado.conflist").write_text(
+        f"""{{
+  "cniVersion": "1.0.0",
+  "name": "tornado-local",
+  "plugins": [
+    {{"type": "bridge", "bridge": "{BRIDGE}", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+      "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "{POD_CIDR}"}}]],
+               "routes": [{{"dst": "0.0.0.0/0"}}]}}}},
+    {{"type": "portmap", "capabilities": {{"portMappings": true}}}},
+    {{"type": "loopback"}}
+  ]
+}}
+"""
+    )
+    (p.state / "kubelet.yaml").write_text(
+        f"""apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+containerRuntimeEndpoint: unix://{p.containerd_sock}
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+# The pause image is not pinned by containerd 1.6.20, so image GC must never run.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {{memory.available: 100Mi, nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}}
+authentication:
+  anonymous: {{enabled: false}}
+  webhook: {{enabled: true}}
+  x509: {{clientCAFile: {p.pki / 'ca.crt'}}}
+authorization: {{mode: Webhook}}
+clusterDNS: [{DNS_IP}]
+clusterDomain: cluster.local
+resolvConf: /etc/resolv.conf
+address: {NODE_IP}
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+serializeImagePulls: false
+nodeStatusUpdateFrequency: 4s
+"""
+    )
+    (p.state / "kube-proxy.yaml").write_text(
+        f"""apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection: {{kubeconfig: {p.state / 'admin.conf'}}}
+hostnameOverride: {NODE_NAME}
+clusterCIDR: {POD_CIDR}
+bindAddress: 127.0.0.1
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+conntrack: {{maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
+"""
+    )
+
+
+def _start_containerd(p: Paths) -> None:
+    procs.start(p, "containerd", ["containerd", "--config", str(p.state / "containerd.toml")])
+    ctr = ["ctr", "--address", str(p.containerd_sock), "version"]
+    procs.wait_until(p, "containerd", lambda: procs.run(ctr, check=False).returncode == 0, 30,
+                     "its socket")
+    from tests.cluster import images
+
+    images.ensure_pause_image(p)
+
+
+def _healthz(url: str) -> bool:
+    ctx = ssl._create_unverified_context()  # local probe of our own component's health endpoint
+    with urllib.request.urlopen(url, context=ctx, timeout=2) as r:
+        return bool(r.status == 200)
+
+
+def _start_control_plane(p: Paths) -> None:
+    pki = p.pki
+    etcd_data = p.state / "etcd"
+    shutil.rmtree(etcd_data, ignore_errors=True)  # every `up` starts from an empty cluster
+    procs.start(p, "etcd", [
+        str(p.bin / "etcd"), "--name", NODE_NAME, "--data-dir", str(etcd_data),
+        "--listen-client-urls", "https://127.0.0.1:2379",
+        "--advertise-client-urls", "https://127.0.0.1:2379",
+        "--listen-peer-urls", "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+        "--initial-cluster", f"{NODE_NAME}=http://127.0.0.1:2380",
+        "--listen-metrics-urls", "http://127.0.0.1:2381",
+        "--cert-file", str(pki / "etcd/server.crt"), "--key-file", str(pki / "etcd/server.key"),
+        "--client-cert-auth", "--trusted-ca-file", str(pki / "etcd/ca.crt"),
+        "--unsafe-no-fsync", "--snapshot-count", "10000",
+    ])  # fmt: skip
+    procs.wait_until(p, "etcd", lambda: _healthz("http://127.0.0.1:2381/health"), 30, "health")
+
+    procs.start(p, "kube-apiserver", [
+        str(p.bin / "kube-apiserver"),
+        f"--advertise-address={NODE_IP}", f"--bind-address={NODE_IP}", f"--secure-port={API_PORT}",
+        "--allow-privileged=true", "--authorization-mode=Node,RBAC",
+        # kind (kubeadm) enables NodeRestriction on top of the default set, which has PodSecurity.
+        "--enable-admission-plugins=NodeRestriction",
+        f"--client-ca-file={pki / 'ca.crt'}", "--enable-bootstrap-token-auth=true",
+        f"--etcd-cafile={pki / 'etcd/ca.crt'}", f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",
+        f"--etcd-keyfile={pki / 'apiserver-etcd-client.key'}", "--etcd-servers=https://127.0.0.1:2379",
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+        f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+        "--requestheader-allowed-names=front-proxy-client",
+        f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--requestheader-group-headers=X-Remote-Group", "--requestheader-username-headers=X-Remote-User",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+        "--enable-aggregator-routing=true",
+    ])  # fmt: skip
+    procs.wait_until(p, "kube-apiserver", lambda: api_healthy(p), 90, "/readyz")
+    # kubeadm's admin.conf authenticates as group kubeadm:cluster-admins; kubeadm
+    # binds that group during init, which we do not run, so bind it here.
+    kubectl(
+        "create", "clusterrolebinding", "kubeadm:cluster-admins", "--clusterrole=cluster-admin",
+        "--group=kubeadm:cluster-admins", kubeconfig=p.state / "super-admin.conf", check=False,
+    )  # fmt: skip
+
+    procs.start(p, "kube-controller-manager", [
+        str(p.bin / "kube-controller-manager"),
+        f"--kubeconfig={p.state / 'controller-manager.conf'}",
+        f"--authentication-kubeconfig={p.state / 'controller-manager.conf'}",
+        f"--authorization-kubeconfig={p.state / 'controller-manager.conf'}",
+        "--bind-address=127.0.0.1", f"--client-ca-file={pki / 'ca.crt'}", "--cluster-name=tornado-local",
+        f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+        "--controllers=*,bootstrapsigner,tokencleaner", "--leader-elect=false",
+        f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+        f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}", "--use-service-account-credentials=true",
+        # Faster autoscaling feedback than the 15s default, so HPA tests finish sooner.
+        "--horizontal-pod-autoscaler-sync-period=5s",
+    ])  # fmt: skip
+    procs.start(p, "kube-scheduler", [
+        str(p.bin / "kube-scheduler"),
+        f"--kubeconfig={p.state / 'scheduler.conf'}",
+        f"--authentication-kubeconfig={p.state / 'scheduler.conf'}",
+        f"--authorization-kubeconfig={p.state / 'scheduler.conf'}",
+        "--bind-address=127.0.0.1", "--leader-elect=false",
+    ])  # fmt: skip
+    procs.wait_until(p, "kube-controller-manager", lambda: _healthz("https://127.0.0.1:10257/healthz"),
+                     60, "healthz")
+    procs.wait_until(p, "kube-scheduler", lambda: _healthz("https://127.0.0.1:10259/healthz"), 60,
+                     "healthz")
+
+
+def _start_node(p: Paths) -> None:
+    procs.start(p, "kubelet", [
+        str(p.bin / "kubelet"), f"--config={p.state / 'kubelet.yaml'}",
+        f"--kubeconfig={p.state / 'kubelet.conf'}", f"--node-ip={NODE_IP}",
+        f"--hostname-override={NODE_NAME}", f"--root-dir={p.kubelet_root}",
+        f"--cert-dir={p.state / 'kubelet-pki'}",
+    ])  # fmt: skip
+    procs.start(p, "kube-proxy", [str(p.bin / "kube-proxy"), f"--config={p.state / 'kube-proxy.yaml'}"])
+
+    def node_ready() -> bool:
+        r = kubectl("get", "node", NODE_NAME, "-o",
+                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                    kubeconfig=p.kubeconfig, check=False)  # fmt: skip
+        return r.stdout.strip() == "True"
+
+    procs.wait_until(p, "kubelet", node_ready, 90, "node Ready")
+    procs.wait_until(p, "kube-proxy", lambda: _healthz("http://127.0.0.1:10256/healthz"), 30, "healthz")
+
+
+# ---------------------------------------------------------------- down
+
+
+def down(p: Paths, log: Callable[[str], None] = print) -> None:
+    stopped = []
+    for name in reversed(COMPONENTS):
+        if name == "containerd":
+            _kill_containers(p)
+        if procs.stop(p, name, grace=20 if name == "containerd" else 10):
+            stopped.append(name)
+    if (p.bin / "kube-proxy").exists():
+        procs.run([str(p.bin / "kube-proxy"), "--cleanup"], check=False)
+    _remove_cni_iptables()
+    for direction in ("-i", "-o"):
+        rule = ["FORWARD", direction, BRIDGE, "-m", "comment", "--comment", IPT_COMMENT, "-j", "ACCEPT"]
+        while procs.run(["iptables", "-D", *rule], check=False).returncode == 0:
+            pass
+    _unmount_under(p.run, p.kubelet_root, p.state / "containerd")
+    procs.run(["ip", "link", "del", BRIDGE], check=False)
+    procs.run(["ip", "addr", "del", f"{NODE_IP}/32", "dev", "lo"], check=False)
+    _remove_kube_cgroups()
+    shutil.rmtree(p.run, ignore_errors=True)
+    shutil.rmtree(p.state / "etcd", ignore_errors=True)
+    log(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}; host cleaned up")
+
+
+def _kill_containers(p: Paths) -> None:
+    if procs.pid_of(p, "containerd") is None:
+        return
+    ctr = ["ctr", "--address", str(p.containerd_sock), "-n", "k8s.io"]
+    tasks = procs.run([*ctr, "tasks", "ls", "-q"], check=False).stdout.split()
+    for t in tasks:
+        procs.run([*ctr, "tasks", "kill", "-s", "SIGKILL", t], check=False)
+    deadline = time.monotonic() + 15
+    for t in tasks:
+        while time.monotonic() < deadline:
+            if procs.run([*ctr, "tasks", "delete", t], check=False).returncode == 0:
+                break
+            time.sleep(0.2)
+    for c in procs.run([*ctr, "containers", "ls", "-q"], check=False).stdout.split():
+        procs.run([*ctr, "containers", "delete", c], check=False)
+
+
+def _remove_cni_iptables() -> None:
+    """Delete the rules and chains CNI's bridge (ipMasq) and portmap plugins added."""
+    for table in ("nat", "filter"):
+        dump = procs.run(["iptables-save", "-t", table], check=False).stdout
+        chains = {ln[1:].split()[0] for ln in dump.splitlines() if ln.startswith(":CNI-")}
+        for ln in dump.splitlines():
+            if ln.startswith("-A ") and any(f"-j {c}" in ln for c in chains) and not ln.split()[1].startswith("CNI-"):
+                procs.run(["iptables", "-t", table, "-D", *shlex.split(ln[3:])], check=False)
+        for c in chains:
+            procs.run(["iptables", "-t", table, "-F", c], check=False)
+        for c in chains:
+            procs.run(["iptables", "-t", table, "-X", c], check=False)
+
+
+def _unmount_under(*roots: Path) -> None:
+    prefixes = tuple(str(r) for r in roots)
+    for _ in range(3):
+        mounts = [
+            line.split()[1].replace("\\040", " ")
+            for line in Path("/proc/mounts").read_text().splitlines()
+        ]
+        ours = [m for m in mounts if m.startswith(prefixes)]
+        if not ours:
+            return
+        for m in sorted(ours, key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True, check=False)
+
+
+def _remove_kube_cgroups() -> None:
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        top = hierarchy / "kubepods"
+        if not top.is_dir():
+            continue
+        for d in sorted((x for x in top.rglob("*") if x.is_dir()), key=lambda x: len(str(x)), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
