@@ -35,3 +35,6 @@ cluster-up: prereqs venv
 
 cluster-down: venv
 	$(PY) -m tests.cluster down
+
+demo: prereqs venv ## cluster, images, operator, examples/hello.yaml answering
+	$(PY) -m tests.cluster demo

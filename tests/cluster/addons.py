@@ -13,7 +13,9 @@ from tests.cluster.config import DNS_IP, VERSIONS, Paths
 from tests.cluster.kube import kubectl
 
 COREDNS_IMAGE = f"tornado-operator.local/coredns:v{VERSIONS['COREDNS_VERSION']}"
-METRICS_SERVER_IMAGE = f"tornado-operator.local/metrics-server:v{VERSIONS['METRICS_SERVER_VERSION']}"
+METRICS_SERVER_IMAGE = (
+    f"tornado-operator.local/metrics-server:v{VERSIONS['METRICS_SERVER_VERSION']}"
+)
 
 _RESTRICTED = """
         securityContext:
@@ -135,7 +137,10 @@ rules:
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {{name: metrics-server-auth-reader, namespace: kube-system}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: extension-apiserver-authentication-reader
 subjects: [{{kind: ServiceAccount, name: metrics-server, namespace: kube-system}}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -202,18 +207,32 @@ spec:
 
 def install(p: Paths, timeout: float = 120) -> None:
     images.import_binary_image(p, COREDNS_IMAGE, p.bin / "coredns", ["/coredns"])
-    images.import_binary_image(p, METRICS_SERVER_IMAGE, p.bin / "metrics-server", ["/metrics-server"])
+    images.import_binary_image(
+        p, METRICS_SERVER_IMAGE, p.bin / "metrics-server", ["/metrics-server"]
+    )
     kubectl("apply", "-f", "-", input=COREDNS + "---" + METRICS_SERVER, kubeconfig=p.kubeconfig)
     for name in ("coredns", "metrics-server"):
         kubectl(
-            "-n", "kube-system", "rollout", "status", f"deployment/{name}", f"--timeout={int(timeout)}s",
-            kubeconfig=p.kubeconfig, timeout=timeout + 10,
-        )  # fmt: skip
+            "-n",
+            "kube-system",
+            "rollout",
+            "status",
+            f"deployment/{name}",
+            f"--timeout={int(timeout)}s",
+            kubeconfig=p.kubeconfig,
+            timeout=timeout + 10,
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = kubectl("get", "apiservice", "v1beta1.metrics.k8s.io", "-o",
-                    "jsonpath={.status.conditions[?(@.type=='Available')].status}",
-                    kubeconfig=p.kubeconfig, check=False)  # fmt: skip
+        r = kubectl(
+            "get",
+            "apiservice",
+            "v1beta1.metrics.k8s.io",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Available')].status}",
+            kubeconfig=p.kubeconfig,
+            check=False,
+        )
         if r.stdout.strip() == "True":
             return
         time.sleep(1)

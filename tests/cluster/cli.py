@@ -19,9 +19,20 @@ KIND_CLUSTER = "tornado-operator"
 def _answers(kubeconfig: str) -> bool:
     try:
         r = subprocess.run(
-            [binary("kubectl"), "--kubeconfig", kubeconfig, "--request-timeout=5s", "get", "--raw", "/readyz"],
-            capture_output=True, text=True, timeout=15, check=False,
-        )  # fmt: skip
+            [
+                binary("kubectl"),
+                "--kubeconfig",
+                kubeconfig,
+                "--request-timeout=5s",
+                "get",
+                "--raw",
+                "/readyz",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0
@@ -61,10 +72,21 @@ def kind_up() -> Path:
     kc.parent.mkdir(parents=True, exist_ok=True)
     if not kind_running():
         subprocess.run(
-            ["kind", "create", "cluster", "--name", KIND_CLUSTER, "--config", str(REPO / "kind-config.yaml"),
-             "--kubeconfig", str(kc), "--wait", "120s"],
+            [
+                "kind",
+                "create",
+                "cluster",
+                "--name",
+                KIND_CLUSTER,
+                "--config",
+                str(REPO / "kind-config.yaml"),
+                "--kubeconfig",
+                str(kc),
+                "--wait",
+                "120s",
+            ],
             check=True,
-        )  # fmt: skip
+        )
     else:
         kc.write_text(procs.run(["kind", "get", "kubeconfig", "--name", KIND_CLUSTER]).stdout)
     return kc
@@ -90,7 +112,9 @@ def load_images(refs: list[str]) -> None:
         if local.is_up(p):
             images.load(ref, p)
         elif kind_running():
-            subprocess.run(["kind", "load", "docker-image", ref, "--name", KIND_CLUSTER], check=True)
+            subprocess.run(
+                ["kind", "load", "docker-image", ref, "--name", KIND_CLUSTER], check=True
+            )
         else:
             raise RuntimeError("no cluster is up: run `python -m tests.cluster up` first")
         print(f"loaded {ref}")
@@ -104,17 +128,25 @@ def build_images(which: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.cluster", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    upp = sub.add_parser("up", help="start a cluster (or say it is up) and print its kubeconfig path")
+    upp = sub.add_parser(
+        "up", help="start a cluster (or say it is up) and print its kubeconfig path"
+    )
     upp.add_argument("--provider", choices=["auto", "kind", "local"], default="auto")
     sub.add_parser("down", help="stop the local cluster and remove everything it added to the host")
     sub.add_parser("status", help="exit 0 when the local cluster is up; list its components")
     sub.add_parser("kubeconfig", help="print the kubeconfig path of the cluster in use")
     ld = sub.add_parser("load", help="put Docker images into the cluster's node (like kind load)")
     ld.add_argument("images", nargs="+")
-    bi = sub.add_parser("build-images", help="build the project's images and load them into the cluster")
-    bi.add_argument("which", nargs="*", choices=["template", "operator"], default=["template", "operator"])
+    bi = sub.add_parser(
+        "build-images", help="build the project's images and load them into the cluster"
+    )
+    bi.add_argument(
+        "which", nargs="*", choices=["template", "operator"], default=["template", "operator"]
+    )
     bi.add_argument("--no-load", action="store_true")
-    sub.add_parser("demo", help="the README's demo: cluster, images, operator, a sample service answering")
+    sub.add_parser(
+        "demo", help="the README's demo: cluster, images, operator, a sample service answering"
+    )
     args = ap.parse_args(argv)
     p = paths()
     try:

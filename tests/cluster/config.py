@@ -39,7 +39,7 @@ API_PORT = 6443
 @dataclass(frozen=True)
 class Paths:
     cache: Path  # built binaries and images, keyed by version: survives `down`
-    state: Path  # certificates, etcd data, containerd's images: survives `down` (but etcd data is reset)
+    state: Path  # certificates, containerd's images: survive `down`; etcd data is reset
     run: Path  # sockets and pid files: removed by `down`
 
     @property

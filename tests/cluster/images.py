@@ -39,10 +39,16 @@ def ensure_docker(p: Paths | None = None) -> None:
     if _docker("info", check=False, timeout=20).returncode == 0:
         return
     if not shutil.which("dockerd"):
-        raise RuntimeError("Docker is not installed: run `make prereqs` (apt-get install docker.io).")
+        raise RuntimeError(
+            "Docker is not installed: run `make prereqs` (apt-get install docker.io)."
+        )
     procs.start(p, "dockerd", ["dockerd", "--host", "unix:///var/run/docker.sock"])
     procs.wait_until(
-        p, "dockerd", lambda: _docker("info", check=False, timeout=10).returncode == 0, 60, "docker info"
+        p,
+        "dockerd",
+        lambda: _docker("info", check=False, timeout=10).returncode == 0,
+        60,
+        "docker info",
     )
 
 
@@ -56,10 +62,15 @@ def ensure_base_image(p: Paths | None = None) -> str:
     if not tarball.exists():
         tarball.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=p.cache) as root:
-            procs.run([
-                "debootstrap", "--variant=minbase",
-                "--include=python3,python3-venv,ca-certificates", "bookworm", root,
-            ])  # fmt: skip
+            procs.run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    "--include=python3,python3-venv,ca-certificates",
+                    "bookworm",
+                    root,
+                ]
+            )
             # Keep the image small: apt lists and caches are not needed at run time.
             for junk in ("var/cache/apt", "var/lib/apt/lists"):
                 shutil.rmtree(Path(root) / junk, ignore_errors=True)
@@ -82,7 +93,7 @@ def build_image(
     wheel_args: tuple[str, ...] = (),
     base_image: str | None = None,
 ) -> str:
-    """Build `ref` from `dockerfile` with `context` plus a `wheels/` folder made from `wheel_args`."""
+    """Build `ref` from `dockerfile`, `context` and a `wheels/` folder made from `wheel_args`."""
     if ref.endswith(":latest") or ":" not in ref.rsplit("/", 1)[-1]:
         raise ValueError(f"image {ref!r} needs an explicit tag other than latest")
     base = base_image or ensure_base_image()
@@ -90,7 +101,9 @@ def build_image(
         ctx = Path(tmp) / "ctx"
         if context is not None:
             shutil.copytree(
-                context, ctx, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", ".*cache")
+                context,
+                ctx,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", ".*cache"),
             )
         else:
             ctx.mkdir()
@@ -102,18 +115,33 @@ def build_image(
             if not w.name.startswith("tornado_operator-"):
                 shutil.copy2(w, cache / w.name)
         r = procs.run(
-            ["docker", "build", "-q", "-f", str(dockerfile), "--build-arg", f"BASE_IMAGE={base}",
-             "-t", ref, str(ctx)],
-            check=False, env={**os.environ, "DOCKER_BUILDKIT": "0"},
-        )  # fmt: skip
+            [
+                "docker",
+                "build",
+                "-q",
+                "-f",
+                str(dockerfile),
+                "--build-arg",
+                f"BASE_IMAGE={base}",
+                "-t",
+                ref,
+                str(ctx),
+            ],
+            check=False,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
         if r.returncode != 0:
-            raise RuntimeError(f"docker build of {ref} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+            raise RuntimeError(
+                f"docker build of {ref} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}"
+            )
     return ref
 
 
 def build_template_image() -> str:
     tpl = REPO / "service_template"
-    return build_image(TEMPLATE_IMAGE, tpl / "Dockerfile", tpl, ("-r", str(tpl / "requirements.txt")))
+    return build_image(
+        TEMPLATE_IMAGE, tpl / "Dockerfile", tpl, ("-r", str(tpl / "requirements.txt"))
+    )
 
 
 def build_operator_image() -> str:
@@ -129,9 +157,12 @@ def load(ref: str, p: Paths | None = None) -> None:
     p = p or paths()
     save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
     imp = subprocess.run(
-        [*_ctr(p), "images", "import", "-"], stdin=save.stdout, capture_output=True,
-        text=True, check=False,
-    )  # fmt: skip
+        [*_ctr(p), "images", "import", "-"],
+        stdin=save.stdout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert save.stdout is not None
     save.stdout.close()
     if save.wait() != 0 or imp.returncode != 0:
@@ -197,7 +228,10 @@ def import_binary_image(p: Paths, ref: str, binary: Path, entrypoint: list[str])
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
     r = subprocess.run(
-        [*_ctr(p), "images", "import", "-"], input=archive.getvalue(), capture_output=True, check=False
+        [*_ctr(p), "images", "import", "-"],
+        input=archive.getvalue(),
+        capture_output=True,
+        check=False,
     )
     if r.returncode != 0:
         raise RuntimeError(f"importing {ref} failed: {r.stderr.decode(errors='replace').strip()}")

@@ -46,7 +46,9 @@ def kubectl(
         check=False,
     )
     if check and proc.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        raise RuntimeError(
+            f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
+        )
     return proc
 
 

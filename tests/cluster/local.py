@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import platform
+import shlex
 import shutil
 import ssl
 import subprocess
@@ -59,16 +59,31 @@ def check_prerequisites(p: Paths) -> None:
     controllers = _cgroup_controllers()
     missing = [c for c in ("cpu", "cpuacct", "cpuset", "memory") if c not in controllers]
     if missing:
-        raise PrerequisiteError(f"cgroup controllers missing: {', '.join(missing)} (kubelet needs them).")
+        raise PrerequisiteError(
+            f"cgroup controllers missing: {', '.join(missing)} (kubelet needs them)."
+        )
     for cmd in ("containerd", "runc", "iptables", "iptables-save", "conntrack", "ip"):
         if not shutil.which(cmd):
             raise PrerequisiteError(f"`{cmd}` is not installed: run `make prereqs`.")
     if not Path("/usr/lib/cni/bridge").exists():
         raise PrerequisiteError("CNI plugins missing (/usr/lib/cni/bridge): run `make prereqs`.")
-    for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
-              "kube-proxy", "kubeadm", "kubectl"):
+    for b in (
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubelet",
+        "kube-proxy",
+        "kubeadm",
+        "kubectl",
+        "coredns",
+        "metrics-server",
+        "pause",
+    ):
         if not (p.bin / b).exists():
-            raise PrerequisiteError(f"{b} {KUBERNETES_VERSION} is not built in {p.bin}: run `make prereqs`.")
+            raise PrerequisiteError(
+                f"{b} {KUBERNETES_VERSION} is not built in {p.bin}: run `make prereqs`."
+            )
 
 
 def _cgroup_controllers() -> set[str]:
@@ -86,9 +101,13 @@ def _cgroup_controllers() -> set[str]:
 
 def api_healthy(p: Paths) -> bool:
     ctx = ssl.create_default_context(cafile=str(p.pki / "ca.crt"))
-    ctx.load_cert_chain(str(p.pki / "apiserver-kubelet-client.crt"), str(p.pki / "apiserver-kubelet-client.key"))
+    ctx.load_cert_chain(
+        str(p.pki / "apiserver-kubelet-client.crt"), str(p.pki / "apiserver-kubelet-client.key")
+    )
     try:
-        with urllib.request.urlopen(f"https://{NODE_IP}:{API_PORT}/readyz", context=ctx, timeout=3) as r:
+        with urllib.request.urlopen(
+            f"https://{NODE_IP}:{API_PORT}/readyz", context=ctx, timeout=3
+        ) as r:
             return bool(r.status == 200)
     except OSError:
         return False
@@ -146,7 +165,17 @@ def _prepare_host(p: Paths) -> None:
         procs.run(["ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo"])
     # Docker sets the FORWARD policy to DROP; pods on our bridge must still talk.
     for direction in ("-i", "-o"):
-        rule = ["FORWARD", direction, BRIDGE, "-m", "comment", "--comment", IPT_COMMENT, "-j", "ACCEPT"]
+        rule = [
+            "FORWARD",
+            direction,
+            BRIDGE,
+            "-m",
+            "comment",
+            "--comment",
+            IPT_COMMENT,
+            "-j",
+            "ACCEPT",
+        ]
         if procs.run(["iptables", "-C", *rule], check=False).returncode != 0:
             procs.run(["iptables", "-I", *rule])
 
@@ -182,13 +211,14 @@ apiServer: {{certSANs: ["127.0.0.1", "localhost", "{NODE_IP}"]}}
 def _write_configs(p: Paths) -> None:
     (p.state / "containerd.toml").write_text(
         f"""version = 2
-root = "{p.state / 'containerd'}"
-state = "{p.run / 'containerd'}"
+root = "{p.state / "containerd"}"
+state = "{p.run / "containerd"}"
 [grpc]
   address = "{p.containerd_sock}"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
   netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = {"true" if _lacks_cap_sys_resource() else "false"}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{p.cni_conf}"
@@ -203,7 +233,8 @@ state = "{p.run / 'containerd'}"
   "cniVersion": "1.0.0",
   "name": "tornado-local",
   "plugins": [
-    {{"type": "bridge", "bridge": "{BRIDGE}", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+    {{"type": "bridge", "bridge": "{BRIDGE}", "isGateway": true, "ipMasq": true,
+      "hairpinMode": true,
       "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "{POD_CIDR}"}}]],
                "routes": [{{"dst": "0.0.0.0/0"}}]}}}},
     {{"type": "portmap", "capabilities": {{"portMappings": true}}}},
@@ -222,11 +253,15 @@ failSwapOn: false
 # The pause image is not pinned by containerd 1.6.20, so image GC must never run.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {{memory.available: 100Mi, nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}}
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: "1%"
+  imagefs.available: "1%"
+  nodefs.inodesFree: "1%"
 authentication:
   anonymous: {{enabled: false}}
   webhook: {{enabled: true}}
-  x509: {{clientCAFile: {p.pki / 'ca.crt'}}}
+  x509: {{clientCAFile: {p.pki / "ca.crt"}}}
 authorization: {{mode: Webhook}}
 clusterDNS: [{DNS_IP}]
 clusterDomain: cluster.local
@@ -242,7 +277,7 @@ nodeStatusUpdateFrequency: 4s
         f"""apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
-clientConnection: {{kubeconfig: {p.state / 'admin.conf'}}}
+clientConnection: {{kubeconfig: {p.state / "admin.conf"}}}
 hostnameOverride: {NODE_NAME}
 clusterCIDR: {POD_CIDR}
 bindAddress: 127.0.0.1
@@ -253,11 +288,24 @@ conntrack: {{maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
     )
 
 
+def _lacks_cap_sys_resource() -> bool:
+    """Some sandboxes drop CAP_SYS_RESOURCE; then no process may lower its OOM score.
+
+    The kubelet asks for -998 on pod sandboxes, runc fails with "can't get
+    final child's PID from pipe", so containerd must clamp scores to its own.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return not int(line.split()[1], 16) & (1 << 24)
+    return False
+
+
 def _start_containerd(p: Paths) -> None:
     procs.start(p, "containerd", ["containerd", "--config", str(p.state / "containerd.toml")])
     ctr = ["ctr", "--address", str(p.containerd_sock), "version"]
-    procs.wait_until(p, "containerd", lambda: procs.run(ctr, check=False).returncode == 0, 30,
-                     "its socket")
+    procs.wait_until(
+        p, "containerd", lambda: procs.run(ctr, check=False).returncode == 0, 30, "its socket"
+    )
     from tests.cluster import images
 
     images.ensure_pause_image(p)
@@ -273,97 +321,173 @@ def _start_control_plane(p: Paths) -> None:
     pki = p.pki
     etcd_data = p.state / "etcd"
     shutil.rmtree(etcd_data, ignore_errors=True)  # every `up` starts from an empty cluster
-    procs.start(p, "etcd", [
-        str(p.bin / "etcd"), "--name", NODE_NAME, "--data-dir", str(etcd_data),
-        "--listen-client-urls", "https://127.0.0.1:2379",
-        "--advertise-client-urls", "https://127.0.0.1:2379",
-        "--listen-peer-urls", "http://127.0.0.1:2380",
-        "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-        "--initial-cluster", f"{NODE_NAME}=http://127.0.0.1:2380",
-        "--listen-metrics-urls", "http://127.0.0.1:2381",
-        "--cert-file", str(pki / "etcd/server.crt"), "--key-file", str(pki / "etcd/server.key"),
-        "--client-cert-auth", "--trusted-ca-file", str(pki / "etcd/ca.crt"),
-        "--unsafe-no-fsync", "--snapshot-count", "10000",
-    ])  # fmt: skip
+    procs.start(
+        p,
+        "etcd",
+        [
+            str(p.bin / "etcd"),
+            "--name",
+            NODE_NAME,
+            "--data-dir",
+            str(etcd_data),
+            "--listen-client-urls",
+            "https://127.0.0.1:2379",
+            "--advertise-client-urls",
+            "https://127.0.0.1:2379",
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-cluster",
+            f"{NODE_NAME}=http://127.0.0.1:2380",
+            "--listen-metrics-urls",
+            "http://127.0.0.1:2381",
+            "--cert-file",
+            str(pki / "etcd/server.crt"),
+            "--key-file",
+            str(pki / "etcd/server.key"),
+            "--client-cert-auth",
+            "--trusted-ca-file",
+            str(pki / "etcd/ca.crt"),
+            "--unsafe-no-fsync",
+            "--snapshot-count",
+            "10000",
+        ],
+    )
     procs.wait_until(p, "etcd", lambda: _healthz("http://127.0.0.1:2381/health"), 30, "health")
 
-    procs.start(p, "kube-apiserver", [
-        str(p.bin / "kube-apiserver"),
-        f"--advertise-address={NODE_IP}", f"--bind-address={NODE_IP}", f"--secure-port={API_PORT}",
-        "--allow-privileged=true", "--authorization-mode=Node,RBAC",
-        # kind (kubeadm) enables NodeRestriction on top of the default set, which has PodSecurity.
-        "--enable-admission-plugins=NodeRestriction",
-        f"--client-ca-file={pki / 'ca.crt'}", "--enable-bootstrap-token-auth=true",
-        f"--etcd-cafile={pki / 'etcd/ca.crt'}", f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",
-        f"--etcd-keyfile={pki / 'apiserver-etcd-client.key'}", "--etcd-servers=https://127.0.0.1:2379",
-        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
-        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
-        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
-        f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
-        f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
-        "--requestheader-allowed-names=front-proxy-client",
-        f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
-        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-        "--requestheader-group-headers=X-Remote-Group", "--requestheader-username-headers=X-Remote-User",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-account-key-file={pki / 'sa.pub'}",
-        f"--service-account-signing-key-file={pki / 'sa.key'}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-        "--enable-aggregator-routing=true",
-    ])  # fmt: skip
+    procs.start(
+        p,
+        "kube-apiserver",
+        [
+            str(p.bin / "kube-apiserver"),
+            f"--advertise-address={NODE_IP}",
+            f"--bind-address={NODE_IP}",
+            f"--secure-port={API_PORT}",
+            "--allow-privileged=true",
+            "--authorization-mode=Node,RBAC",
+            # As kind (kubeadm): NodeRestriction on top of the default set, which has PodSecurity.
+            "--enable-admission-plugins=NodeRestriction",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--enable-bootstrap-token-auth=true",
+            f"--etcd-cafile={pki / 'etcd/ca.crt'}",
+            f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",
+            f"--etcd-keyfile={pki / 'apiserver-etcd-client.key'}",
+            "--etcd-servers=https://127.0.0.1:2379",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-username-headers=X-Remote-User",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            "--enable-aggregator-routing=true",
+        ],
+    )
     procs.wait_until(p, "kube-apiserver", lambda: api_healthy(p), 90, "/readyz")
     # kubeadm's admin.conf authenticates as group kubeadm:cluster-admins; kubeadm
     # binds that group during init, which we do not run, so bind it here.
     kubectl(
-        "create", "clusterrolebinding", "kubeadm:cluster-admins", "--clusterrole=cluster-admin",
-        "--group=kubeadm:cluster-admins", kubeconfig=p.state / "super-admin.conf", check=False,
-    )  # fmt: skip
+        "create",
+        "clusterrolebinding",
+        "kubeadm:cluster-admins",
+        "--clusterrole=cluster-admin",
+        "--group=kubeadm:cluster-admins",
+        kubeconfig=p.state / "super-admin.conf",
+        check=False,
+    )
 
-    procs.start(p, "kube-controller-manager", [
-        str(p.bin / "kube-controller-manager"),
-        f"--kubeconfig={p.state / 'controller-manager.conf'}",
-        f"--authentication-kubeconfig={p.state / 'controller-manager.conf'}",
-        f"--authorization-kubeconfig={p.state / 'controller-manager.conf'}",
-        "--bind-address=127.0.0.1", f"--client-ca-file={pki / 'ca.crt'}", "--cluster-name=tornado-local",
-        f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-        "--controllers=*,bootstrapsigner,tokencleaner", "--leader-elect=false",
-        f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
-        f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}", "--use-service-account-credentials=true",
-        # Faster autoscaling feedback than the 15s default, so HPA tests finish sooner.
-        "--horizontal-pod-autoscaler-sync-period=5s",
-    ])  # fmt: skip
-    procs.start(p, "kube-scheduler", [
-        str(p.bin / "kube-scheduler"),
-        f"--kubeconfig={p.state / 'scheduler.conf'}",
-        f"--authentication-kubeconfig={p.state / 'scheduler.conf'}",
-        f"--authorization-kubeconfig={p.state / 'scheduler.conf'}",
-        "--bind-address=127.0.0.1", "--leader-elect=false",
-    ])  # fmt: skip
-    procs.wait_until(p, "kube-controller-manager", lambda: _healthz("https://127.0.0.1:10257/healthz"),
-                     60, "healthz")
-    procs.wait_until(p, "kube-scheduler", lambda: _healthz("https://127.0.0.1:10259/healthz"), 60,
-                     "healthz")
+    procs.start(
+        p,
+        "kube-controller-manager",
+        [
+            str(p.bin / "kube-controller-manager"),
+            f"--kubeconfig={p.state / 'controller-manager.conf'}",
+            f"--authentication-kubeconfig={p.state / 'controller-manager.conf'}",
+            f"--authorization-kubeconfig={p.state / 'controller-manager.conf'}",
+            "--bind-address=127.0.0.1",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--cluster-name=tornado-local",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            "--controllers=*,bootstrapsigner,tokencleaner",
+            "--leader-elect=false",
+            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--use-service-account-credentials=true",
+            # Faster autoscaling feedback than the 15s default, so HPA tests finish sooner.
+            "--horizontal-pod-autoscaler-sync-period=5s",
+        ],
+    )
+    procs.start(
+        p,
+        "kube-scheduler",
+        [
+            str(p.bin / "kube-scheduler"),
+            f"--kubeconfig={p.state / 'scheduler.conf'}",
+            f"--authentication-kubeconfig={p.state / 'scheduler.conf'}",
+            f"--authorization-kubeconfig={p.state / 'scheduler.conf'}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+        ],
+    )
+    procs.wait_until(
+        p,
+        "kube-controller-manager",
+        lambda: _healthz("https://127.0.0.1:10257/healthz"),
+        60,
+        "healthz",
+    )
+    procs.wait_until(
+        p, "kube-scheduler", lambda: _healthz("https://127.0.0.1:10259/healthz"), 60, "healthz"
+    )
 
 
 def _start_node(p: Paths) -> None:
-    procs.start(p, "kubelet", [
-        str(p.bin / "kubelet"), f"--config={p.state / 'kubelet.yaml'}",
-        f"--kubeconfig={p.state / 'kubelet.conf'}", f"--node-ip={NODE_IP}",
-        f"--hostname-override={NODE_NAME}", f"--root-dir={p.kubelet_root}",
-        f"--cert-dir={p.state / 'kubelet-pki'}",
-    ])  # fmt: skip
-    procs.start(p, "kube-proxy", [str(p.bin / "kube-proxy"), f"--config={p.state / 'kube-proxy.yaml'}"])
+    procs.start(
+        p,
+        "kubelet",
+        [
+            str(p.bin / "kubelet"),
+            f"--config={p.state / 'kubelet.yaml'}",
+            f"--kubeconfig={p.state / 'kubelet.conf'}",
+            f"--node-ip={NODE_IP}",
+            f"--hostname-override={NODE_NAME}",
+            f"--root-dir={p.kubelet_root}",
+            f"--cert-dir={p.state / 'kubelet-pki'}",
+        ],
+    )
+    procs.start(
+        p, "kube-proxy", [str(p.bin / "kube-proxy"), f"--config={p.state / 'kube-proxy.yaml'}"]
+    )
 
     def node_ready() -> bool:
-        r = kubectl("get", "node", NODE_NAME, "-o",
-                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-                    kubeconfig=p.kubeconfig, check=False)  # fmt: skip
+        r = kubectl(
+            "get",
+            "node",
+            NODE_NAME,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            kubeconfig=p.kubeconfig,
+            check=False,
+        )
         return r.stdout.strip() == "True"
 
     procs.wait_until(p, "kubelet", node_ready, 90, "node Ready")
-    procs.wait_until(p, "kube-proxy", lambda: _healthz("http://127.0.0.1:10256/healthz"), 30, "healthz")
+    procs.wait_until(
+        p, "kube-proxy", lambda: _healthz("http://127.0.0.1:10256/healthz"), 30, "healthz"
+    )
 
 
 # ---------------------------------------------------------------- down
@@ -378,9 +502,20 @@ def down(p: Paths, log: Callable[[str], None] = print) -> None:
             stopped.append(name)
     if (p.bin / "kube-proxy").exists():
         procs.run([str(p.bin / "kube-proxy"), "--cleanup"], check=False)
-    _remove_cni_iptables()
+    _kill_orphan_shims(p)
+    _remove_chains()
     for direction in ("-i", "-o"):
-        rule = ["FORWARD", direction, BRIDGE, "-m", "comment", "--comment", IPT_COMMENT, "-j", "ACCEPT"]
+        rule = [
+            "FORWARD",
+            direction,
+            BRIDGE,
+            "-m",
+            "comment",
+            "--comment",
+            IPT_COMMENT,
+            "-j",
+            "ACCEPT",
+        ]
         while procs.run(["iptables", "-D", *rule], check=False).returncode == 0:
             pass
     _unmount_under(p.run, p.kubelet_root, p.state / "containerd")
@@ -409,18 +544,30 @@ def _kill_containers(p: Paths) -> None:
         procs.run([*ctr, "containers", "delete", c], check=False)
 
 
-def _remove_cni_iptables() -> None:
-    """Delete the rules and chains CNI's bridge (ipMasq) and portmap plugins added."""
-    for table in ("nat", "filter"):
-        dump = procs.run(["iptables-save", "-t", table], check=False).stdout
-        chains = {ln[1:].split()[0] for ln in dump.splitlines() if ln.startswith(":CNI-")}
-        for ln in dump.splitlines():
-            if ln.startswith("-A ") and any(f"-j {c}" in ln for c in chains) and not ln.split()[1].startswith("CNI-"):
-                procs.run(["iptables", "-t", table, "-D", *shlex.split(ln[3:])], check=False)
-        for c in chains:
-            procs.run(["iptables", "-t", table, "-F", c], check=False)
-        for c in chains:
-            procs.run(["iptables", "-t", table, "-X", c], check=False)
+def _remove_chains(prefixes: tuple[str, ...] = ("CNI-", "KUBE-")) -> None:
+    """Delete the chains (and the jumps to them) that CNI, kubelet and kube-proxy added."""
+    for save, tool in (("iptables-save", "iptables"), ("ip6tables-save", "ip6tables")):
+        if not shutil.which(save):
+            continue
+        for table in ("nat", "filter", "mangle"):
+            dump = procs.run([save, "-t", table], check=False).stdout
+            chains = {ln[1:].split()[0] for ln in dump.splitlines() if ln.startswith(":")}
+            ours = {c for c in chains if c.startswith(prefixes)}
+            for ln in dump.splitlines():
+                words = ln.split()
+                if ln.startswith("-A ") and words[1] not in ours and any(
+                    f"-j {c}" in ln for c in ours
+                ):
+                    procs.run([tool, "-t", table, "-D", *shlex.split(ln[3:])], check=False)
+            for c in ours:
+                procs.run([tool, "-t", table, "-F", c], check=False)
+            for c in ours:
+                procs.run([tool, "-t", table, "-X", c], check=False)
+
+
+def _kill_orphan_shims(p: Paths) -> None:
+    """Shims outlive containerd by design; ours are recognised by our socket path."""
+    procs.run(["pkill", "-KILL", "-f", f"containerd-shim.*-address {p.containerd_sock}"], check=False)
 
 
 def _unmount_under(*roots: Path) -> None:
@@ -442,7 +589,9 @@ def _remove_kube_cgroups() -> None:
         top = hierarchy / "kubepods"
         if not top.is_dir():
             continue
-        for d in sorted((x for x in top.rglob("*") if x.is_dir()), key=lambda x: len(str(x)), reverse=True):
+        for d in sorted(
+            (x for x in top.rglob("*") if x.is_dir()), key=lambda x: len(str(x)), reverse=True
+        ):
             with contextlib.suppress(OSError):
                 d.rmdir()
         with contextlib.suppress(OSError):

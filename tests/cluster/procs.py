@@ -58,21 +58,23 @@ def start(p: Paths, name: str, argv: list[str], env: dict[str, str] | None = Non
     return proc.pid
 
 
-def wait_until(
-    p: Paths, name: str, ready: Callable[[], bool], timeout: float, what: str
-) -> None:
+def wait_until(p: Paths, name: str, ready: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll `ready` until it holds; fail fast with the log tail if the process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pid_of(p, name) is None:
-            raise StartError(f"{name} exited while waiting for {what}. Log tail:\n{log_tail(p, name)}")
+            raise StartError(
+                f"{name} exited while waiting for {what}. Log tail:\n{log_tail(p, name)}"
+            )
         try:
             if ready():
                 return
-        except Exception:  # noqa: BLE001 - any failure of a probe just means "not yet"
+        except Exception:
             pass
         time.sleep(0.25)
-    raise StartError(f"{name}: {what} not reached in {timeout:.0f}s. Log tail:\n{log_tail(p, name)}")
+    raise StartError(
+        f"{name}: {what} not reached in {timeout:.0f}s. Log tail:\n{log_tail(p, name)}"
+    )
 
 
 def stop(p: Paths, name: str, grace: float = 10) -> bool:

@@ -66,10 +66,19 @@ def _free_port() -> int:
 
 @pytest.fixture
 def hello(namespace: str, template_image: str) -> str:
-    kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(_deployment("hello", template_image)))
+    kubectl(
+        "-n", namespace, "apply", "-f", "-", input=json.dumps(_deployment("hello", template_image))
+    )
     kubectl("-n", namespace, "expose", "deployment/hello", "--port=80", "--target-port=http")
-    kubectl("-n", namespace, "wait", "--for=condition=Available", "deployment/hello", "--timeout=120s",
-            timeout=130)  # fmt: skip
+    kubectl(
+        "-n",
+        namespace,
+        "wait",
+        "--for=condition=Available",
+        "deployment/hello",
+        "--timeout=120s",
+        timeout=130,
+    )
     return namespace
 
 
@@ -77,12 +86,19 @@ def test_deployment_becomes_available_with_passing_readiness_probe(hello: str) -
     pods = kubectl_json("-n", hello, "get", "pods", "-l", "app=hello")["items"]
     assert len(pods) == 1
     status = pods[0]["status"]
-    ready = [c for c in status["conditions"] if c["type"] == "Ready"][0]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
     # The probe really ran: the kubelet's request shows up in the service's own metrics.
-    out = kubectl("-n", hello, "exec", pods[0]["metadata"]["name"], "--",
-                  "/opt/venv/bin/python", "-c",
-                  "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8080/readyz').status)")  # fmt: skip
+    out = kubectl(
+        "-n",
+        hello,
+        "exec",
+        pods[0]["metadata"]["name"],
+        "--",
+        "/opt/venv/bin/python",
+        "-c",
+        "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8080/readyz').status)",
+    )
     assert out.stdout.strip() == "200"
 
 
@@ -101,19 +117,28 @@ def test_cluster_ip_service_routes_from_another_pod(hello: str, template_image: 
                     "imagePullPolicy": "Never",
                     # By DNS name (CoreDNS) and through the ClusterIP (kube-proxy).
                     "command": [
-                        "/opt/venv/bin/python", "-c",
+                        "/opt/venv/bin/python",
+                        "-c",
                         "import urllib.request;"
-                        f"r=urllib.request.urlopen('http://hello.{hello}.svc.cluster.local/', timeout=10);"
+                        f"u='http://hello.{hello}.svc.cluster.local/';"
+                        "r=urllib.request.urlopen(u, timeout=10);"
                         "print(r.status, r.read().decode())",
-                    ],  # fmt: skip
+                    ],
                     "securityContext": RESTRICTED,
                 }
             ],
         },
     }
     kubectl("-n", hello, "apply", "-f", "-", input=json.dumps(client))
-    kubectl("-n", hello, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/client",
-            "--timeout=90s", timeout=100)  # fmt: skip
+    kubectl(
+        "-n",
+        hello,
+        "wait",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "pod/client",
+        "--timeout=90s",
+        timeout=100,
+    )
     out = kubectl("-n", hello, "logs", "client").stdout
     assert out.startswith("200 "), out
 
@@ -121,9 +146,19 @@ def test_cluster_ip_service_routes_from_another_pod(hello: str, template_image: 
 def test_port_forward_reaches_the_pod_from_the_host(hello: str, kubeconfig: Path) -> None:
     port = _free_port()
     pf = subprocess.Popen(
-        [binary("kubectl"), "-n", hello, "port-forward", "svc/hello", f"{port}:80", "--address=127.0.0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            binary("kubectl"),
+            "-n",
+            hello,
+            "port-forward",
+            "svc/hello",
+            f"{port}:80",
+            "--address=127.0.0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -140,13 +175,19 @@ def test_port_forward_reaches_the_pod_from_the_host(hello: str, kubeconfig: Path
         pf.wait(10)
 
 
-def test_root_pod_is_rejected_under_restricted_pod_security(namespace: str, template_image: str) -> None:
+def test_root_pod_is_rejected_under_restricted_pod_security(
+    namespace: str, template_image: str
+) -> None:
     kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     root_pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "root"},
-        "spec": {"containers": [{"name": "c", "image": template_image, "securityContext": {"runAsUser": 0}}]},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": template_image, "securityContext": {"runAsUser": 0}}
+            ]
+        },
     }
     r = kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(root_pod), check=False)
     assert r.returncode != 0

@@ -1,0 +1,140 @@
+"""The README's first command: a cluster, the images, the operator, and a Tornado service answering.
+
+`python -m tests.cluster demo` (or `make demo`). With kind and Docker it uses a kind cluster made
+from kind-config.yaml and `kind load docker-image`; otherwise the project's local offline cluster.
+Every step is idempotent, so running it again only re-checks and re-prints.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from tests.chart import kube as chart_kube
+from tests.cluster import cli, images
+from tests.cluster.config import REPO
+from tests.cluster.kube import binary, kubectl
+
+RELEASE = "tornado-operator"
+OPERATOR_NAMESPACE = "tornado-operator"
+DEMO_NAMESPACE = "tornado-demo"
+SERVICE = "hello"
+OFFICIAL_BASE = "python:3.11-slim-bookworm"
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _docker_has_or_pulls(image: str) -> bool:
+    if not shutil.which("docker"):
+        return False
+    for args in (["image", "inspect", image], ["pull", "-q", image]):
+        r = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+        if r.returncode == 0:
+            return True
+    return False
+
+
+def _base_image() -> str:
+    """The official Python base when Docker can get it, else the local debootstrap one (offline)."""
+    if _docker_has_or_pulls(OFFICIAL_BASE):
+        return OFFICIAL_BASE
+    return images.ensure_base_image()
+
+
+def build_images() -> list[str]:
+    base = _base_image()
+    tpl = REPO / "service_template"
+    step(f"building {images.TEMPLATE_IMAGE} and {images.OPERATOR_IMAGE} (base {base})")
+    return [
+        images.build_image(
+            images.TEMPLATE_IMAGE,
+            tpl / "Dockerfile",
+            tpl,
+            ("-r", str(tpl / "requirements.txt")),
+            base_image=base,
+        ),
+        images.build_image(
+            images.OPERATOR_IMAGE, REPO / "operator" / "Dockerfile", None, (str(REPO),), base
+        ),
+    ]
+
+
+def cluster() -> tuple[str, str]:
+    """(provider, kubeconfig) of a running cluster: kind when it works here, else the local one."""
+    if shutil.which("kind") and cli.kind_usable():
+        step(f"kind cluster {cli.KIND_CLUSTER!r} from kind-config.yaml")
+        return "kind", str(cli.ensure_cluster("kind"))
+    step("local offline cluster (kind is not available here)")
+    return "local", str(cli.ensure_cluster("local"))
+
+
+def _tool(name: str) -> str:
+    """A tool as printed in commands: its name when PATH finds this build, else its path."""
+    path = binary(name)
+    return name if shutil.which(name) == path else path
+
+
+def main() -> int:
+    started = time.monotonic()
+    provider, kubeconfig = cluster()
+    os.environ["KUBECONFIG"] = kubeconfig
+
+    refs = build_images()
+    step("loading the images into the cluster's node")
+    cli.load_images(refs)
+
+    step(f"helm upgrade --install {RELEASE} charts/tornado-operator -n {OPERATOR_NAMESPACE}")
+    chart_kube.ensure_namespace(OPERATOR_NAMESPACE, chart_kube.RESTRICTED_LABELS)
+    chart_kube.adopt_crds(RELEASE, OPERATOR_NAMESPACE)
+    chart_kube.install(RELEASE, OPERATOR_NAMESPACE)
+
+    step(f"kubectl apply -f examples/hello.yaml -n {DEMO_NAMESPACE}")
+    chart_kube.ensure_namespace(DEMO_NAMESPACE, chart_kube.RESTRICTED_LABELS)
+    kubectl("-n", DEMO_NAMESPACE, "apply", "-f", str(REPO / "examples" / "hello.yaml"))
+    step(f"waiting for tsvc/{SERVICE} to be Ready")
+    chart_kube.wait_ready(DEMO_NAMESPACE, SERVICE, timeout=300)
+    print(kubectl("-n", DEMO_NAMESPACE, "get", "tsvc", SERVICE).stdout.rstrip())
+
+    step(f"calling service/{SERVICE} through kubectl port-forward")
+    with chart_kube.port_forward(DEMO_NAMESPACE, f"service/{SERVICE}", 80) as url:
+        status, body = chart_kube.get_until_ok(f"{url}/")
+    print(f"GET / -> {status}\n{body.strip()}")
+
+    env = f"KUBECONFIG={kubeconfig}"
+    k, h = _tool("kubectl"), _tool("helm")
+    down = (
+        f"kind delete cluster --name {cli.KIND_CLUSTER}"
+        if provider == "kind"
+        else "make cluster-down   (python -m tests.cluster down)"
+    )
+    print(
+        f"""
+Done in {time.monotonic() - started:.0f}s. The operator runs in namespace {OPERATOR_NAMESPACE}, the
+service in {DEMO_NAMESPACE}.
+
+Reach it again:
+  export {env}
+  {k} -n {DEMO_NAMESPACE} port-forward service/{SERVICE} 8080:80 &
+  curl http://127.0.0.1:8080/
+
+Look around:
+  {k} -n {DEMO_NAMESPACE} get tsvc,deploy,svc,pdb,pods
+  {k} -n {DEMO_NAMESPACE} scale tsvc/{SERVICE} --replicas=3
+  {h} test {RELEASE} -n {OPERATOR_NAMESPACE}
+
+Tear down:
+  the demo:     {k} delete namespace {DEMO_NAMESPACE}
+                {h} uninstall {RELEASE} -n {OPERATOR_NAMESPACE}
+  the cluster:  {down}
+"""
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
