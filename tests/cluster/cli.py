@@ -107,16 +107,22 @@ def ensure_cluster(provider: str = "auto") -> Path:
 
 
 def load_images(refs: list[str]) -> None:
+    """Load into the cluster in use: $KUBECONFIG's when set, else the local one, else kind."""
     p = paths()
+    env = os.environ.get("KUBECONFIG")
+    use_local = local.is_up(p) and (not env or Path(env) == p.kubeconfig)
     for ref in refs:
-        if local.is_up(p):
+        if use_local:
             images.load(ref, p)
         elif kind_running():
             subprocess.run(
                 ["kind", "load", "docker-image", ref, "--name", KIND_CLUSTER], check=True
             )
         else:
-            raise RuntimeError("no cluster is up: run `python -m tests.cluster up` first")
+            raise RuntimeError(
+                f"cannot load {ref}: neither the local cluster nor the kind cluster "
+                f"{KIND_CLUSTER!r} is in use; load it into your cluster's node yourself"
+            )
         print(f"loaded {ref}")
 
 

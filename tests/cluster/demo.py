@@ -73,10 +73,14 @@ def cluster() -> tuple[str, str]:
     return "local", str(cli.ensure_cluster("local"))
 
 
-def _tool(name: str) -> str:
-    """A tool as printed in commands: its name when PATH finds this build, else its path."""
-    path = binary(name)
-    return name if shutil.which(name) == path else path
+def _path_line() -> str:
+    """An `export PATH=...` line when PATH does not already find the project's kubectl and helm."""
+    dirs = []
+    for tool in ("kubectl", "helm"):
+        path = binary(tool)
+        if shutil.which(tool) != path:
+            dirs.append(os.path.dirname(path))
+    return f"  export PATH={':'.join(dict.fromkeys(dirs))}:$PATH\n" if dirs else ""
 
 
 def main() -> int:
@@ -106,7 +110,7 @@ def main() -> int:
     print(f"GET / -> {status}\n{body.strip()}")
 
     env = f"KUBECONFIG={kubeconfig}"
-    k, h = _tool("kubectl"), _tool("helm")
+    k, h, path = "kubectl", "helm", _path_line()
     down = (
         f"kind delete cluster --name {cli.KIND_CLUSTER}"
         if provider == "kind"
@@ -118,7 +122,7 @@ Done in {time.monotonic() - started:.0f}s. The operator runs in namespace {OPERA
 service in {DEMO_NAMESPACE}.
 
 Reach it again:
-  export {env}
+{path}  export {env}
   {k} -n {DEMO_NAMESPACE} port-forward service/{SERVICE} 8080:80 &
   curl http://127.0.0.1:8080/
 

@@ -555,8 +555,10 @@ def _remove_chains(prefixes: tuple[str, ...] = ("CNI-", "KUBE-")) -> None:
             ours = {c for c in chains if c.startswith(prefixes)}
             for ln in dump.splitlines():
                 words = ln.split()
-                if ln.startswith("-A ") and words[1] not in ours and any(
-                    f"-j {c}" in ln for c in ours
+                if (
+                    ln.startswith("-A ")
+                    and words[1] not in ours
+                    and any(f"-j {c}" in ln for c in ours)
                 ):
                     procs.run([tool, "-t", table, "-D", *shlex.split(ln[3:])], check=False)
             for c in ours:
@@ -567,7 +569,9 @@ def _remove_chains(prefixes: tuple[str, ...] = ("CNI-", "KUBE-")) -> None:
 
 def _kill_orphan_shims(p: Paths) -> None:
     """Shims outlive containerd by design; ours are recognised by our socket path."""
-    procs.run(["pkill", "-KILL", "-f", f"containerd-shim.*-address {p.containerd_sock}"], check=False)
+    procs.run(
+        ["pkill", "-KILL", "-f", f"containerd-shim.*-address {p.containerd_sock}"], check=False
+    )
 
 
 def _unmount_under(*roots: Path) -> None:
