@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 # Built binaries, images and wheels are cached here, keyed by version, never in the repo.
 export TORNADO_OPERATOR_CACHE ?= $(HOME)/.cache/tornado-operator
 
-.PHONY: prereqs venv lint test test-unit cluster-up cluster-down demo demo-down
+.PHONY: prereqs venv lint test test-unit test-chart cluster-up cluster-down demo demo-down \
+	kind-up kind-images kind-install kind-example kind-test kind-down
 
 prereqs: ## host packages and binaries (needs root on Debian/Ubuntu for the local cluster)
 	bash tests/cluster/prereqs.sh
@@ -38,3 +39,35 @@ cluster-down: venv
 
 demo: prereqs venv ## cluster, images, operator, examples/hello.yaml answering
 	$(PY) -m tests.cluster demo
+
+demo-down: venv ## remove the demo's service and operator release (the cluster stays)
+	$(PY) -m tests.cluster demo-down
+
+test-chart: venv
+	$(PY) -m pytest tests/chart
+
+# The kind path, for machines where kind and its node image work.
+KIND_CLUSTER ?= tornado-operator
+KIND_KUBECONFIG = $(TORNADO_OPERATOR_CACHE)/kind.kubeconfig
+HELM ?= helm
+KUBECTL ?= kubectl
+
+kind-up: venv ## a kind cluster from kind-config.yaml
+	$(PY) -m tests.cluster up --provider kind
+
+kind-images: venv ## build both images and kind-load them
+	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m tests.cluster build-images
+
+kind-install: ## helm install the operator
+	KUBECONFIG=$(KIND_KUBECONFIG) $(HELM) upgrade --install tornado-operator charts/tornado-operator \
+		-n tornado-operator --create-namespace --wait
+
+kind-example: ## apply examples/hello.yaml and wait for Ready
+	KUBECONFIG=$(KIND_KUBECONFIG) $(KUBECTL) apply -f examples/hello.yaml
+	KUBECONFIG=$(KIND_KUBECONFIG) $(KUBECTL) wait --for=condition=Ready tsvc/hello --timeout=3m
+
+kind-test: venv ## the e2e suite against the kind cluster
+	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m cluster
+
+kind-down:
+	kind delete cluster --name $(KIND_CLUSTER)

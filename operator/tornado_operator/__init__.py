@@ -1,4 +1,4 @@
-"""tornado-operator: a TornadoService becomes a Deployment, Service, autoscaler and disruption budget."""
+"""tornado-operator: each TornadoService becomes a Deployment, Service, HPA and PDB."""
 
 from __future__ import annotations
 

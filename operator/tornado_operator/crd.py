@@ -18,6 +18,9 @@ from tornado_operator import GROUP, KIND, PLURAL, VERSION
 JSONDict = dict[str, Any]
 
 
+_ANNOTATION_KEYS = frozenset({"default", "description", "format", "nullable"})
+
+
 @functools.cache
 def crd_text() -> str:
     return resources.files("tornado_operator").joinpath("crd.yaml").read_text(encoding="utf-8")
@@ -31,7 +34,7 @@ def _crd() -> JSONDict:
     spec = doc["spec"]
     if spec["group"] != GROUP or spec["names"]["kind"] != KIND or spec["names"]["plural"] != PLURAL:
         raise RuntimeError("tornado_operator/crd.yaml does not define the TornadoService API")
-    return doc  # type: ignore[no-any-return]
+    return dict(doc)
 
 
 def crd() -> JSONDict:
@@ -73,9 +76,7 @@ def to_json_schema(schema: JSONDict) -> JSONDict:
             out[key] = [to_json_schema(sub) for sub in value]
         elif key == "not":
             out[key] = to_json_schema(value)
-        elif key.startswith("x-kubernetes-") or key in ("default", "description", "format"):
-            continue
-        elif key == "nullable":
+        elif key.startswith("x-kubernetes-") or key in _ANNOTATION_KEYS:
             continue
         else:
             out[key] = copy.deepcopy(value)

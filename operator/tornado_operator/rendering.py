@@ -135,7 +135,9 @@ def _container(spec: JSONDict, image: str) -> JSONDict:
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if shutdown["preStopSleepSeconds"] > 0:
-        container["lifecycle"] = {"preStop": {"sleep": {"seconds": shutdown["preStopSleepSeconds"]}}}
+        container["lifecycle"] = {
+            "preStop": {"sleep": {"seconds": shutdown["preStopSleepSeconds"]}}
+        }
     for key in ("command", "args", "envFrom", "imagePullPolicy"):
         if key in spec:
             container[key] = spec[key]

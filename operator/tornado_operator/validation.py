@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 
@@ -67,7 +67,7 @@ def _problems_for(error: jsonschema.ValidationError) -> list[Problem]:
     if error.validator == "type":
         return [Problem(field_path(where), f"must be of type {error.validator_value}")]
     if error.validator == "enum":
-        allowed = ", ".join(str(v) for v in error.validator_value)
+        allowed = ", ".join(str(v) for v in cast(list[Any], error.validator_value))
         return [Problem(field_path(where), f"{error.instance!r} is not one of: {allowed}")]
     return [Problem(field_path(where), error.message)]
 
@@ -77,7 +77,7 @@ def _validator() -> jsonschema.protocols.Validator:
     schema = crd.spec_json_schema()
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     cls.check_schema(schema)
-    return cls(schema)  # type: ignore[no-any-return]
+    return cls(schema)
 
 
 def problems(spec: Any) -> list[Problem]:

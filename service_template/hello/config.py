@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 T = TypeVar("T")
 
 _UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_USERINFO = re.compile(r"//[^/@\s]+@")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -52,6 +53,7 @@ class Config:
     # Tornado's default of 10 concurrent client requests caps a 5-way fan-out near 40 rps.
     upstream_max_clients: int = 100
     upstream_max_body_bytes: int = 1024 * 1024
+    dns_cache_ttl: float = 10.0
     breaker_failure_threshold: int = 5
     breaker_reset: float = 10.0
     # Server limits.
@@ -152,6 +154,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
     "UPSTREAM_RETRY_BACKOFF_SECONDS": ("retry_backoff", _seconds(0, 60)),
     "UPSTREAM_MAX_CLIENTS": ("upstream_max_clients", _integer(1, 10000)),
     "UPSTREAM_MAX_BODY_BYTES": ("upstream_max_body_bytes", _integer(1, 1 << 30)),
+    "UPSTREAM_DNS_CACHE_SECONDS": ("dns_cache_ttl", _seconds(0, 3600)),
     "BREAKER_FAILURE_THRESHOLD": ("breaker_failure_threshold", _integer(1, 1000)),
     "BREAKER_RESET_SECONDS": ("breaker_reset", _seconds(0, 3600, low_inclusive=False)),
     "MAX_BODY_BYTES": ("max_body_bytes", _integer(0, 1 << 30)),
@@ -180,7 +183,9 @@ def load(environ: Mapping[str, str]) -> Config:
         except ValueError as exc:
             errors.append(f"{variable}={_shorten(raw)!r}: {exc}")
     if errors:
-        raise ConfigError("invalid configuration: " + "; ".join(errors))
+        # Upstream URLs may carry credentials (user:password@host): never echo those.
+        message = _USERINFO.sub("//***@", "; ".join(errors))
+        raise ConfigError("invalid configuration: " + message)
     return Config(**values)  # type: ignore[arg-type]
 
 

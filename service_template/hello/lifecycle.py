@@ -33,11 +33,6 @@ class Lifecycle:
             self._in_flight = 0
             self._idle.set()
 
-    async def wait_idle(self, timeout: float) -> bool:
-        """Wait until no request is in flight; False if `timeout` passed first."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
+    async def wait_idle(self) -> None:
+        """Return once no request is in flight (callers bound the wait with asyncio.timeout)."""
+        await self._idle.wait()

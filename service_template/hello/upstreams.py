@@ -24,6 +24,7 @@ from tornado.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError, S
 from hello.breaker import CircuitBreaker, State
 from hello.config import Config, Upstream
 from hello.metrics import Metrics
+from hello.resolver import CachingResolver
 
 # Upstream answers worth one more try: the upstream or a proxy in front of it was
 # briefly unable to answer. Anything else 4xx/5xx would fail the same way again.
@@ -102,6 +103,7 @@ class UpstreamClient:
             force_instance=True,
             max_clients=config.upstream_max_clients,
             max_body_size=config.upstream_max_body_bytes,
+            resolver=CachingResolver(config.dns_cache_ttl),
         )
         self.breakers: dict[str, CircuitBreaker] = {}
         for upstream in config.upstreams:
@@ -111,7 +113,7 @@ class UpstreamClient:
                 config.breaker_failure_threshold,
                 config.breaker_reset,
                 clock=clock,
-                on_change=lambda state, gauge=gauge: gauge.set(state),  # type: ignore[misc]
+                on_change=gauge.set,
             )
 
     def close(self) -> None:
@@ -194,15 +196,16 @@ class UpstreamClient:
         upstream: Upstream,
         breaker: CircuitBreaker,
         method: str,
-        timeout: float,
+        budget: float,
         request_id: str,
     ) -> _Attempt:
         request = HTTPRequest(
             upstream.url,
             method=method,
             headers={"X-Request-Id": request_id, "Accept": "application/json"},
-            connect_timeout=timeout,
-            request_timeout=timeout,
+            # Tornado enforces the budget on the connection and on the whole exchange.
+            connect_timeout=budget,
+            request_timeout=budget,
             follow_redirects=False,
         )
         in_flight = self._metrics.upstream_in_flight.labels(upstream.name)
@@ -225,9 +228,7 @@ class UpstreamClient:
             if result is None:  # cancelled: the request's deadline passed
                 breaker.record_abandoned()
             else:
-                self._metrics.upstream_duration.labels(upstream.name).observe(
-                    self._clock() - start
-                )
+                self._metrics.upstream_duration.labels(upstream.name).observe(self._clock() - start)
                 self._count(upstream.name, result.outcome)
                 if result.upstream_failed:
                     breaker.record_failure()
@@ -243,7 +244,9 @@ def _from_response(response: HTTPResponse) -> _Attempt:
     if 200 <= response.code < 300:
         return _Attempt("ok", code=response.code, body=_decode(response))
     return _Attempt(
-        "http_error", code=response.code, error=f"upstream answered {response.code} {response.reason}"
+        "http_error",
+        code=response.code,
+        error=f"upstream answered {response.code} {response.reason}",
     )
 
 

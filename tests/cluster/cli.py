@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "demo", help="the README's demo: cluster, images, operator, a sample service answering"
     )
+    sub.add_parser("demo-down", help="remove the demo's service and operator release")
     args = ap.parse_args(argv)
     p = paths()
     try:
@@ -188,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             from tests.cluster import demo
 
             return demo.main()
+        elif args.cmd == "demo-down":
+            from tests.cluster import demo
+
+            return demo.down()
     except local.PrerequisiteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

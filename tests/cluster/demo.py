@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 from tests.chart import kube as chart_kube
+from tests.chart.helm import helm
 from tests.cluster import cli, images
 from tests.cluster.config import REPO
 from tests.cluster.kube import binary, kubectl
@@ -22,46 +22,16 @@ RELEASE = "tornado-operator"
 OPERATOR_NAMESPACE = "tornado-operator"
 DEMO_NAMESPACE = "tornado-demo"
 SERVICE = "hello"
-OFFICIAL_BASE = "python:3.11-slim-bookworm"
 
 
 def step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def _docker_has_or_pulls(image: str) -> bool:
-    if not shutil.which("docker"):
-        return False
-    for args in (["image", "inspect", image], ["pull", "-q", image]):
-        r = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
-        if r.returncode == 0:
-            return True
-    return False
-
-
-def _base_image() -> str:
-    """The official Python base when Docker can get it, else the local debootstrap one (offline)."""
-    if _docker_has_or_pulls(OFFICIAL_BASE):
-        return OFFICIAL_BASE
-    return images.ensure_base_image()
-
-
 def build_images() -> list[str]:
-    base = _base_image()
-    tpl = REPO / "service_template"
+    base = images.default_base()
     step(f"building {images.TEMPLATE_IMAGE} and {images.OPERATOR_IMAGE} (base {base})")
-    return [
-        images.build_image(
-            images.TEMPLATE_IMAGE,
-            tpl / "Dockerfile",
-            tpl,
-            ("-r", str(tpl / "requirements.txt")),
-            base_image=base,
-        ),
-        images.build_image(
-            images.OPERATOR_IMAGE, REPO / "operator" / "Dockerfile", None, (str(REPO),), base
-        ),
-    ]
+    return [images.build_template_image(), images.build_operator_image()]
 
 
 def cluster() -> tuple[str, str]:
@@ -132,11 +102,21 @@ Look around:
   {h} test {RELEASE} -n {OPERATOR_NAMESPACE}
 
 Tear down:
-  the demo:     {k} delete namespace {DEMO_NAMESPACE}
-                {h} uninstall {RELEASE} -n {OPERATOR_NAMESPACE}
+  the demo:     make demo-down   (python -m tests.cluster demo-down)
   the cluster:  {down}
 """
     )
+    return 0
+
+
+def down() -> int:
+    """Remove what the demo installed (the kept CRDs stay, as after any `helm uninstall`)."""
+    os.environ["KUBECONFIG"] = str(cli.ensure_cluster())
+    step(f"deleting namespace {DEMO_NAMESPACE}")
+    kubectl("delete", "namespace", DEMO_NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300)
+    step(f"helm uninstall {RELEASE} -n {OPERATOR_NAMESPACE}")
+    helm("uninstall", RELEASE, "-n", OPERATOR_NAMESPACE, "--ignore-not-found", "--wait")
+    kubectl("delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found", "--wait=false")
     return 0
 
 

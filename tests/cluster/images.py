@@ -7,6 +7,7 @@ downloaded inside a build: wheels come from the host and are installed with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -80,6 +81,19 @@ def ensure_base_image(p: Paths | None = None) -> str:
     return BASE_IMAGE
 
 
+OFFICIAL_BASE = "python:3.11-slim-bookworm"
+
+
+@functools.cache
+def default_base() -> str:
+    """The official Python image when Docker has or can pull it (kind users), else the local one."""
+    ensure_docker()
+    for args in (["image", "inspect", OFFICIAL_BASE], ["pull", "-q", OFFICIAL_BASE]):
+        if _docker(*args, check=False, timeout=300).returncode == 0:
+            return OFFICIAL_BASE
+    return ensure_base_image()
+
+
 def fetch_wheels(dest: Path, *pip_args: str) -> None:
     """Wheels for the image's Python (3.11, same glibc family as this host), fetched on the host."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -96,7 +110,7 @@ def build_image(
     """Build `ref` from `dockerfile`, `context` and a `wheels/` folder made from `wheel_args`."""
     if ref.endswith(":latest") or ":" not in ref.rsplit("/", 1)[-1]:
         raise ValueError(f"image {ref!r} needs an explicit tag other than latest")
-    base = base_image or ensure_base_image()
+    base = base_image or default_base()
     with tempfile.TemporaryDirectory(prefix="tornado-build-") as tmp:
         ctx = Path(tmp) / "ctx"
         if context is not None:

@@ -1,56 +1,56 @@
 {{/*
-RBAC rules. Keep in step with the operator's own list of API calls (see tests/chart/test_rbac.py, which
-checks the live result of these rules against an allowlist with `kubectl auth can-i --list`).
+RBAC rules: exactly what `tornado-operator run` (kopf and the operator) calls. kopf runs with scanning
+disabled, so it needs no access to CRDs or Namespaces. tests/chart/test_install.py checks the live result
+of these rules against an allowlist with `kubectl auth can-i --list`.
 */}}
 
-{{/* Cluster-scoped: needed whatever the watched namespaces are. */}}
-{{- define "tornado-operator.rules.cluster" -}}
-# kopf: discovers the served version of its resources from the CRDs.
-- apiGroups: [apiextensions.k8s.io]
-  resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
-{{- if and .Values.operator.peering.enabled (include "tornado-operator.clusterWide" .) }}
-# kopf: heartbeats of the replicas, one active and the others standing by.
-- apiGroups: [kopf.dev]
-  resources: [clusterkopfpeerings]
-  verbs: [get, list, watch, patch]
-{{- end }}
-{{- end }}
-
-{{/* Namespaced: in every namespace (ClusterRole) or in each watched one (Role). */}}
+{{/* Namespaced rules: granted in every namespace (ClusterRole) or in each watched one (Role). */}}
 {{- define "tornado-operator.rules.namespaced" -}}
-# The API: kopf watches TornadoServices and keeps its progress in annotations; the operator writes status.
+# kopf watches TornadoServices and keeps its handler state in their annotations.
 - apiGroups: [tornado-operator.dev]
   resources: [tornadoservices]
   verbs: [get, list, watch, patch]
+# The operator writes status: conditions, replicas, selector, url.
 - apiGroups: [tornado-operator.dev]
   resources: [tornadoservices/status]
   verbs: [get, patch]
-# Children, server-side applied under one field manager; HPA and PDB are deleted when switched off.
+# Children, server-side applied (an apply that creates needs create as well as patch) and watched
+# for drift. Deleting them is left to garbage collection through their owner references.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch]
+# HPA and PDB are also deleted when switched off (only the operator's own, by uid precondition).
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
-# Why a service is not Ready: image pulls and crash loops show on the pods.
+# Read only: why a service is not Ready (image pulls, crash loops).
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
-# Events for the important transitions (kopf posts core/v1 Events).
+# Events on the important transitions (core/v1).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
 {{- if and .Values.operator.peering.enabled (not (include "tornado-operator.clusterWide" .)) }}
-# kopf: heartbeats of the replicas, one active and the others standing by.
+# kopf peering in a watched namespace: one replica active, the others standing by.
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
+  verbs: [get, list, watch, patch]
+{{- end }}
+{{- end }}
+
+{{/* Cluster-scoped rules: only when watching every namespace. */}}
+{{- define "tornado-operator.rules.cluster" -}}
+{{- if .Values.operator.peering.enabled }}
+# kopf peering across the cluster: one replica active, the others standing by.
+- apiGroups: [kopf.dev]
+  resources: [clusterkopfpeerings]
   verbs: [get, list, watch, patch]
 {{- end }}
 {{- end }}

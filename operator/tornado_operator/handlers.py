@@ -1,0 +1,194 @@
+"""kopf handlers: the operator's wiring to the watch streams.
+
+Importing this module registers the handlers with kopf's default registry; `tornado-operator
+run` does that, and so can `kopf run -m tornado_operator.handlers` (tests use kopf's
+KopfRunner that way). Settings come from the CLI when it runs the operator, else from the
+TORNADO_OPERATOR_* environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import kopf
+from prometheus_client import start_http_server
+
+from tornado_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION, kubeapi, labels
+from tornado_operator import settings as settings_mod
+from tornado_operator.assessment import Event
+from tornado_operator.kubeapi import Kube
+from tornado_operator.reconcile import Reconciler, instance_of, parent_of
+
+JSONDict = dict[str, Any]
+logger = logging.getLogger(__name__)
+
+# Set by the CLI before kopf starts; None when kopf loads this module itself.
+configured: settings_mod.Settings | None = None
+_metrics_port_started: int | None = None
+
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
+MANAGED = {labels.MANAGED_BY: FIELD_MANAGER}
+
+
+def post_event(parent: JSONDict, event: Event) -> None:
+    kopf.event(
+        kopf.Body(cast(kopf.RawBody, parent)),
+        type=event.type,
+        reason=event.reason,
+        message=event.message[:1024],
+    )
+
+
+def _start_metrics(port: int) -> None:
+    # The Prometheus registry is process-wide, so one endpoint serves every operator run in
+    # this process (tests start several in a row).
+    global _metrics_port_started
+    if port and _metrics_port_started is None:
+        start_http_server(port)
+        _metrics_port_started = port
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's watch streams use the same credentials as our API calls (service account in a
+    pod, else $KUBECONFIG as it is now)."""
+    return kubeapi.connection_info(kubeapi.load_configuration())
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    cfg = configured or settings_mod.from_env()
+    # kopf's own state goes into annotations under our group: the status schema would prune
+    # unknown status fields, and annotations survive any CRD schema.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"  # never added: no delete handlers
+    # No namespace/CRD listing: least privilege, and --namespace values are exact names.
+    settings.scanning.disabled = True
+    # Events come from kopf.event() calls for condition transitions, never from log lines.
+    settings.posting.loggers = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    for group, version, plural in CHILD_RESOURCES:
+        key = (version, plural) if not group else (group, version, plural)
+        settings.watching.label_selectors[key] = labels.MANAGED_SELECTOR
+    settings.watching.label_selectors["v1", "pods"] = labels.MANAGED_SELECTOR
+    kube = Kube.from_environment()
+    if settings.peering.mandatory and not settings.peering.standalone:
+        await _require_peering(kube, settings.peering.name, cfg)
+    memo["reconciler"] = Reconciler(kube, cfg.default_image, post_event)
+    _start_metrics(cfg.metrics_port)
+    logger.info(
+        "tornado-operator configured: namespaces=%s default_image=%s",
+        ",".join(cfg.namespaces) or "<all>",
+        cfg.default_image,
+    )
+
+
+async def _require_peering(kube: Kube, name: str, cfg: settings_mod.Settings) -> None:
+    # Without its peering object kopf would wait silently forever; say so and stop instead.
+    places: list[str | None] = list(cfg.namespaces) or [None]
+    missing = [ns for ns in places if not await kube.peering_exists(name, ns)]
+    if missing:
+        where = (
+            f"ClusterKopfPeering {name!r}"
+            if missing == [None]
+            else f"KopfPeering {name!r} in namespace(s) {', '.join(str(ns) for ns in missing)}"
+        )
+        raise kopf.PermanentError(
+            f"peering object missing: create {where} (the Helm chart does), "
+            "or run a single replica with --standalone"
+        )
+
+
+def _reconciler(memo: Any) -> Reconciler:
+    rec = memo.get("reconciler")
+    if not isinstance(rec, Reconciler):
+        raise kopf.PermanentError("operator not configured (startup handler did not run)")
+    return rec
+
+
+async def _reconcile_parent(name: str, namespace: str | None, memo: Any, retry: int) -> None:
+    if not namespace:
+        return
+    outcome = await _reconciler(memo).reconcile(namespace, name, trigger="parent", retry=retry)
+    failure = outcome.failure
+    if failure is not None and not failure.permanent:
+        # kopf keeps the retry count in our annotations, so backoff survives restarts.
+        raise kopf.TemporaryError(failure.message, delay=failure.delay(retry))
+    # Permanent failures are already visible as Degraded plus a Warning Event; the next spec
+    # change brings a new attempt. Returning (not raising) keeps kopf from retrying them.
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="resume")
+async def on_resume(name: str, namespace: str | None, memo: Any, retry: int, **_: Any) -> None:
+    await _reconcile_parent(name, namespace, memo, retry)
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL, id="create")
+async def on_create(name: str, namespace: str | None, memo: Any, retry: int, **_: Any) -> None:
+    await _reconcile_parent(name, namespace, memo, retry)
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, id="update")
+async def on_update(name: str, namespace: str | None, memo: Any, retry: int, **_: Any) -> None:
+    await _reconcile_parent(name, namespace, memo, retry)
+
+
+async def _child_event(
+    body: kopf.Body, namespace: str | None, type: str | None, memo: kopf.Memo
+) -> None:
+    # type None is the initial listing at startup: the resume handlers cover it.
+    if type is None or not namespace:
+        return
+    parent = parent_of(dict(body))
+    if parent:
+        await _reconciler(memo).reconcile_soon(namespace, parent, trigger="child")
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def deployment_event(
+    body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
+) -> None:
+    await _child_event(body, namespace, type, memo)
+
+
+@kopf.on.event("v1", "services", labels=MANAGED)
+async def service_event(
+    body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
+) -> None:
+    await _child_event(body, namespace, type, memo)
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+async def hpa_event(
+    body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
+) -> None:
+    await _child_event(body, namespace, type, memo)
+
+
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+async def pdb_event(
+    body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
+) -> None:
+    await _child_event(body, namespace, type, memo)
+
+
+@kopf.on.event("v1", "pods", labels=MANAGED)
+async def pod_event(
+    body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
+) -> None:
+    if type is None or not namespace:
+        return
+    name = instance_of(dict(body))
+    if name:
+        await _reconciler(memo).reconcile_soon(namespace, name, trigger="pod")
