@@ -24,6 +24,7 @@ lint: venv ## ruff and mypy (strict on the operator)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict tests/cluster
 
 test-unit: venv ## tests that need no cluster
 	$(PY) -m pytest -m "not cluster"

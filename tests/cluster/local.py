@@ -45,6 +45,11 @@ COMPONENTS = [
     "kube-proxy",
 ]
 IPT_COMMENT = "tornado-operator local cluster"
+# Docker sets the FORWARD policy to DROP; pods on our bridge must still talk.
+FORWARD_RULES = [
+    ["FORWARD", d, BRIDGE, "-m", "comment", "--comment", IPT_COMMENT, "-j", "ACCEPT"]
+    for d in ("-i", "-o")
+]
 
 
 class PrerequisiteError(RuntimeError):
@@ -163,19 +168,7 @@ def _prepare_host(p: Paths) -> None:
     # machine's own interfaces, and nothing routable leaves the host.
     if NODE_IP not in procs.run(["ip", "-4", "addr", "show", "dev", "lo"]).stdout:
         procs.run(["ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo"])
-    # Docker sets the FORWARD policy to DROP; pods on our bridge must still talk.
-    for direction in ("-i", "-o"):
-        rule = [
-            "FORWARD",
-            direction,
-            BRIDGE,
-            "-m",
-            "comment",
-            "--comment",
-            IPT_COMMENT,
-            "-j",
-            "ACCEPT",
-        ]
+    for rule in FORWARD_RULES:
         if procs.run(["iptables", "-C", *rule], check=False).returncode != 0:
             procs.run(["iptables", "-I", *rule])
 
@@ -504,18 +497,7 @@ def down(p: Paths, log: Callable[[str], None] = print) -> None:
         procs.run([str(p.bin / "kube-proxy"), "--cleanup"], check=False)
     _kill_orphan_shims(p)
     _remove_chains()
-    for direction in ("-i", "-o"):
-        rule = [
-            "FORWARD",
-            direction,
-            BRIDGE,
-            "-m",
-            "comment",
-            "--comment",
-            IPT_COMMENT,
-            "-j",
-            "ACCEPT",
-        ]
+    for rule in FORWARD_RULES:
         while procs.run(["iptables", "-D", *rule], check=False).returncode == 0:
             pass
     _unmount_under(p.run, p.kubelet_root, p.state / "containerd")

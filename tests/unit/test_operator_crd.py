@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -129,12 +130,26 @@ def test_kopf_peering_crds() -> None:
 
 def test_wheel_ships_the_real_crd(tmp_path: Path) -> None:
     # The operator image is built from a wheel: the link must become the file's content.
+    # Build from a copy (links kept as links) so the work tree gets no build/ or egg-info.
+    src = tmp_path / "src"
+    for rel in ("pyproject.toml", "README.md"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, src / rel)
+    shutil.copytree(
+        ROOT / "operator/tornado_operator",
+        src / "operator/tornado_operator",
+        symlinks=True,
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copytree(CHART_CRD.parent, src / CHART_CRD.parent.relative_to(ROOT))
+    assert (src / "operator/tornado_operator/crd.yaml").is_symlink()
+    out = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
         check=True,
         cwd=tmp_path,
     )
-    [wheel] = tmp_path.glob("tornado_operator-*.whl")
+    [wheel] = out.glob("tornado_operator-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         assert "tornado_operator/py.typed" in names

@@ -1,0 +1,58 @@
+"""Ownership checks and child-to-parent mapping used before any write."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+from tornado_operator import metrics
+from tornado_operator.reconcile import instance_of, owned_by, parent_of
+
+UID = "6f1c0d4e-0000-4000-8000-000000000001"
+
+
+def child(*refs: dict[str, object], labels: dict[str, str] | None = None) -> dict[str, object]:
+    return {"metadata": {"ownerReferences": list(refs), "labels": labels or {}}}
+
+
+def ref(**over: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "apiVersion": "tornado-operator.dev/v1alpha1",
+        "kind": "TornadoService",
+        "name": "web",
+        "uid": UID,
+        "controller": True,
+    }
+    return {**base, **over}
+
+
+def test_owned_only_with_our_controller_reference() -> None:
+    assert owned_by(child(ref()), UID)
+    assert not owned_by(child(ref(controller=False)), UID)
+    assert not owned_by(child(ref(uid="someone-else")), UID)  # same name, recreated parent
+    assert not owned_by(child(), UID)
+    assert not owned_by({"metadata": {}}, UID)
+
+
+def test_parent_of() -> None:
+    assert parent_of(child(ref())) == "web"
+    assert parent_of(child(ref(kind="ReplicaSet"))) is None
+    assert parent_of(child(ref(apiVersion="tornado-operator.dev/v2"))) is None
+    assert parent_of(child(ref(controller=False))) is None
+
+
+def test_instance_of_pods() -> None:
+    assert instance_of(child(labels={"app.kubernetes.io/instance": "web"})) == "web"
+    assert instance_of(child()) is None
+
+
+def test_managed_objects_gauge() -> None:
+    managed = metrics.ManagedObjects()
+
+    def value(kind: str) -> float | None:
+        return REGISTRY.get_sample_value("tornado_operator_managed_objects", {"kind": kind})
+
+    managed.set(("ns", "a"), frozenset({"Deployment", "Service", "HorizontalPodAutoscaler"}))
+    managed.set(("ns", "b"), frozenset({"Deployment", "Service"}))
+    assert value("TornadoService") == 2 and value("Deployment") == 2
+    assert value("HorizontalPodAutoscaler") == 1 and value("PodDisruptionBudget") == 0
+    managed.set(("ns", "a"), None)
+    assert value("TornadoService") == 1 and value("HorizontalPodAutoscaler") == 0
