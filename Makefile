@@ -24,7 +24,8 @@ lint: venv ## ruff and mypy (strict on the operator)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict tests/cluster
+	$(VENV)/bin/mypy --strict tests/cluster service_template/scaffold.py benchmarks tests/template
+	cd service_template && ../$(VENV)/bin/mypy
 
 test-unit: venv ## tests that need no cluster
 	$(PY) -m pytest -m "not cluster"
