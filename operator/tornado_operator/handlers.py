@@ -8,6 +8,7 @@ TORNADO_OPERATOR_* environment.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, cast
 
@@ -95,19 +96,31 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 
 
 async def _require_peering(kube: Kube, name: str, cfg: settings_mod.Settings) -> None:
-    # Without its peering object kopf would wait silently forever; say so and stop instead.
+    # Without its peering object kopf would wait silently forever. Wait a bounded while (a first
+    # `helm install` creates it just after the pods start), then say so and stop instead.
     places: list[str | None] = list(cfg.namespaces) or [None]
-    missing = [ns for ns in places if not await kube.peering_exists(name, ns)]
-    if missing:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + cfg.peering_wait_seconds
+    next_log = loop.time()
+    while True:
+        missing = [ns for ns in places if not await kube.peering_exists(name, ns)]
+        if not missing:
+            return
         where = (
             f"ClusterKopfPeering {name!r}"
             if missing == [None]
             else f"KopfPeering {name!r} in namespace(s) {', '.join(str(ns) for ns in missing)}"
         )
-        raise kopf.PermanentError(
-            f"peering object missing: create {where} (the Helm chart does), "
-            "or run a single replica with --standalone"
-        )
+        now = loop.time()
+        if now >= deadline:
+            raise kopf.PermanentError(
+                f"peering object missing: create {where} (the Helm chart does), "
+                "or run a single replica with --standalone"
+            )
+        if now >= next_log:
+            logger.warning("waiting for the peering object: %s", where)
+            next_log = now + 15
+        await asyncio.sleep(min(2.0, deadline - now))
 
 
 def _reconciler(memo: Any) -> Reconciler:

@@ -34,6 +34,8 @@ class Settings:
     peering: str = "tornado-operator"
     standalone: bool = False
     priority: int | None = None  # None: random per process
+    # On a first `helm install` the peering object can appear a moment after the pods start.
+    peering_wait_seconds: float = 120.0
 
     @property
     def clusterwide(self) -> bool:
@@ -103,6 +105,10 @@ def parser() -> argparse.ArgumentParser:
         "--standalone", action="store_true", default=None, help="no peering (development only)"
     )
     run.add_argument(
+        "--peering-wait",
+        help="seconds to wait at start for the peering object before giving up (default 120)",
+    )
+    run.add_argument(
         "--priority",
         help="peering priority; default: random per process, so exactly one replica is active",
     )
@@ -154,6 +160,15 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             priority = int(priority_raw)
         except ValueError:
             raise SettingsError(f"priority must be an integer, got {priority_raw!r}") from None
+    wait_raw = pick(args.peering_wait, "PEERING_WAIT")
+    peering_wait = base.peering_wait_seconds
+    if wait_raw is not None:
+        try:
+            peering_wait = float(wait_raw)
+        except ValueError:
+            peering_wait = -1.0
+        if not 0 <= peering_wait <= 3600:
+            raise SettingsError(f"peering wait must be 0..3600 seconds, got {wait_raw!r}")
     return Settings(
         namespaces=namespaces,
         default_image=image,
@@ -166,6 +181,7 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         peering=peering,
         standalone=standalone,
         priority=priority,
+        peering_wait_seconds=peering_wait,
     )
 
 

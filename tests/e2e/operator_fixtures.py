@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.operator_support import CRD_DIR, TEMPLATE_IMAGE, kubectl, running_operator
+from tests.e2e.operator_support import CRD_DIR, kubectl, running_operator
 
 
 @pytest.fixture(scope="session")
@@ -32,20 +32,6 @@ def operator_crds(kubeconfig: Path) -> None:
         "clusterkopfpeerings.kopf.dev",
     ):
         kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-
-
-@pytest.fixture(scope="session")
-def template_image(kubeconfig: Path) -> str:
-    """The template image in the node, built and loaded first if it is not there yet."""
-    from tests.cluster import cli, images, local
-    from tests.cluster.config import paths
-
-    p = paths()
-    if local.is_up(p) and images.has_image(p, TEMPLATE_IMAGE):
-        return TEMPLATE_IMAGE
-    refs = cli.build_images(["template"])
-    cli.load_images(refs)
-    return TEMPLATE_IMAGE
 
 
 @pytest.fixture

@@ -19,12 +19,13 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
-from tests.cluster import kube
+from tests.cluster import images
+from tests.cluster.kube import kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "charts/tornado-operator/files/crds"
 EXAMPLES = ROOT / "examples"
-TEMPLATE_IMAGE = "tornado-operator/service-template:0.1.0"
+TEMPLATE_IMAGE = images.TEMPLATE_IMAGE
 # The same image under a different reference: changing spec.image to it is a real image edit
 # (new pod template, rolling update) that needs no second image in the node.
 TEMPLATE_IMAGE_ALIAS = f"docker.io/{TEMPLATE_IMAGE}"
@@ -34,10 +35,6 @@ CHILD_KINDS = ("deployment", "service", "horizontalpodautoscaler", "poddisruptio
 SMALL = {"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}}
 
 T = TypeVar("T")
-
-
-def kubectl(*args: str, check: bool = True, input: str | None = None, timeout: float = 120):  # type: ignore[no-untyped-def]
-    return kube.kubectl(*args, check=check, input=input, timeout=timeout)
 
 
 def get(kind: str, name: str, namespace: str) -> dict[str, Any] | None:

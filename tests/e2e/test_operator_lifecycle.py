@@ -207,6 +207,77 @@ def test_autoscaling_on_and_off(operator_ns: str) -> None:
     wait_ready("auto", ns)
 
 
+def test_hpa_scales_up_on_real_cpu_load(operator_ns: str) -> None:
+    """Real CPU numbers from metrics-server drive the HPA through the scale subresource."""
+    ns = operator_ns
+    apply(
+        tornadoservice(
+            "busy",
+            replicas=1,
+            autoscaling={
+                "enabled": True,
+                "minReplicas": 1,
+                "maxReplicas": 2,
+                "targetCPUUtilizationPercentage": 50,
+            },
+        ),
+        ns,
+    )
+    wait_ready("busy", ns)
+    # Load from a pod of our own, at our own Service, bounded in time and in count.
+    loader = (
+        "import time, urllib.request\n"
+        f"url = 'http://busy.{ns}.svc/'\n"
+        "end = time.monotonic() + 150\n"
+        "for _ in range(300000):\n"
+        "    if time.monotonic() > end: break\n"
+        "    try: urllib.request.urlopen(url, timeout=5).read()\n"
+        "    except OSError: time.sleep(0.1)\n"
+    )
+    apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "load"},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "containers": [
+                    {
+                        "name": "load",
+                        "image": TEMPLATE_IMAGE,
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["/opt/venv/bin/python", "-c", loader],
+                        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "runAsNonRoot": True,
+                            "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                    }
+                ],
+            },
+        },
+        ns,
+    )
+    try:
+
+        def scaled_up() -> bool:
+            hpa = get("horizontalpodautoscaler", "busy", ns) or {}
+            tsvc = get("tornadoservice", "busy", ns) or {}
+            desired = (hpa.get("status") or {}).get("desiredReplicas", 0)
+            return desired == 2 and tsvc["spec"]["replicas"] == 2
+
+        wait_for("the HPA to scale busy to 2 on CPU load", scaled_up, 150, interval=3)
+        wait_for("Deployment at 2 replicas", lambda: _deployment_replicas(ns, "busy") == 2, 60)
+        hpa = get("horizontalpodautoscaler", "busy", ns) or {}
+        cpu = hpa["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"]
+        assert cpu > 50
+    finally:
+        kubectl("delete", "pod", "load", "-n", ns, "--wait=false", check=False)
+
+
 def test_delete_removes_children(operator_ns: str) -> None:
     ns = operator_ns
     apply(

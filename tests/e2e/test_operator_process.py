@@ -39,7 +39,12 @@ class OperatorProcess:
         self.health = free_port()
         self.metrics = free_port()
         self.log = log
-        env = {**os.environ, "TORNADO_OPERATOR_NAMESPACES": namespace, "POD_ID": log.stem}
+        env = {
+            **os.environ,
+            "TORNADO_OPERATOR_NAMESPACES": namespace,
+            "TORNADO_OPERATOR_PEERING_WAIT": "3",
+            "POD_ID": log.stem,
+        }
         self._out = log.open("w")
         self.proc = subprocess.Popen(
             [
@@ -164,8 +169,11 @@ def test_refuses_to_start_without_its_peering_object(
     finally:
         proc.stop()
     assert code != 0
-    first = json.loads(proc.text().splitlines()[0])
-    assert first["severity"] == "error"
+    lines = [json.loads(line) for line in proc.text().splitlines()]
+    # It waits a bounded while (3 s here) for the object, saying so, then gives up.
+    assert lines[0]["severity"] == "warning"
+    assert "waiting for the peering object" in lines[0]["message"]
+    first = next(line for line in lines if line["severity"] == "error")
     assert (
         f"create KopfPeering 'nobody-created-this' in namespace(s) {namespace}" in first["message"]
     )

@@ -82,3 +82,15 @@ def test_cli_reports_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
         main(["run", "--log-format", "xml"])
     assert info.value.code == 2
     assert "log format must be json or plain" in capsys.readouterr().err
+
+
+def test_peering_wait_from_flag_and_environment() -> None:
+    assert parse([]).peering_wait_seconds == 120
+    assert parse(["--peering-wait", "2.5"]).peering_wait_seconds == 2.5
+    assert parse([], {"TORNADO_OPERATOR_PEERING_WAIT": "0"}).peering_wait_seconds == 0
+
+
+@pytest.mark.parametrize("bad", ["-1", "soon", "3601"])
+def test_bad_peering_wait_is_named(bad: str) -> None:
+    with pytest.raises(s.SettingsError, match=f"peering wait must be 0..3600 seconds, got '{bad}'"):
+        parse(["--peering-wait", bad])
