@@ -13,23 +13,9 @@ from tests.e2e.operator_support import (
     EXAMPLES,
     kubectl,
 )
+from tests.invalid_corpus import CORPUS, HELLO, merged
 
 pytest_plugins = ["tests.e2e.operator_fixtures"]
-
-CORPUS = yaml.safe_load(
-    (Path(__file__).parent / "operator_data/invalid_tornadoservices.yaml").read_text()
-)
-HELLO = yaml.safe_load((EXAMPLES / "hello.yaml").read_text())
-
-
-def merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def dry_run(manifest: dict[str, Any], namespace: str) -> Any:

@@ -10,19 +10,7 @@ import pytest
 import yaml
 from tornado_operator import validation
 
-ROOT = Path(__file__).resolve().parents[2]
-CORPUS = yaml.safe_load((ROOT / "tests/e2e/operator_data/invalid_tornadoservices.yaml").read_text())
-HELLO = yaml.safe_load((ROOT / "examples/hello.yaml").read_text())
-
-
-def merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+from tests.invalid_corpus import CORPUS, HELLO, ROOT, merged
 
 
 def test_corpus_is_large_and_unique() -> None:
