@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.chart.helm import CHART, CRD_FILES, helm, value_args
 from tests.cluster.kube import binary, kubectl, kubectl_json
 
@@ -255,3 +257,13 @@ def can_i_list(user: str, namespace: str) -> set[str]:
             for verb in verbs.strip("[]").split():
                 rights.add(f"{target} {verb}")
     return rights
+
+
+def helm_test(release: str, namespace: str, fullname: str) -> str:
+    """Run `helm test`; on failure, fail with helm's output and the test pod's log."""
+    r = helm("test", release, "-n", namespace, "--timeout", "6m", check=False, timeout=420)
+    if r.returncode != 0:
+        logs = kubectl("-n", namespace, "logs", f"{fullname}-test", check=False)
+        pytest.fail(f"helm test failed:\n{r.stdout}\n{r.stderr}\npod log:\n{logs.stdout}")
+    assert "Phase:          Succeeded" in r.stdout, r.stdout
+    return r.stdout

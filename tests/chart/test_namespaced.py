@@ -79,8 +79,4 @@ def test_watched_namespace_serves_and_others_are_left_alone(release: str, namesp
 
 
 def test_helm_test_passes_in_the_first_watched_namespace(release: str) -> None:
-    r = helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "6m", check=False, timeout=420)
-    if r.returncode != 0:
-        logs = kubectl("-n", NAMESPACE, "logs", f"{FULLNAME}-test", check=False)
-        pytest.fail(f"helm test failed:\n{r.stdout}\n{r.stderr}\npod log:\n{logs.stdout}")
-    assert "Phase:          Succeeded" in r.stdout, r.stdout
+    kube.helm_test(RELEASE, NAMESPACE, FULLNAME)

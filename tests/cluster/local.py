@@ -72,19 +72,8 @@ def check_prerequisites(p: Paths) -> None:
             raise PrerequisiteError(f"`{cmd}` is not installed: run `make prereqs`.")
     if not Path("/usr/lib/cni/bridge").exists():
         raise PrerequisiteError("CNI plugins missing (/usr/lib/cni/bridge): run `make prereqs`.")
-    for b in (
-        "etcd",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kubelet",
-        "kube-proxy",
-        "kubeadm",
-        "kubectl",
-        "coredns",
-        "metrics-server",
-        "pause",
-    ):
+    built = [c for c in COMPONENTS if c != "containerd"]
+    for b in (*built, "kubeadm", "kubectl", "coredns", "metrics-server", "pause"):
         if not (p.bin / b).exists():
             raise PrerequisiteError(
                 f"{b} {KUBERNETES_VERSION} is not built in {p.bin}: run `make prereqs`."
