@@ -16,9 +16,11 @@ mkdir -p "$BIN"
 export GOFLAGS="-buildvcs=false -p=2" CGO_ENABLED=0 GOTOOLCHAIN=local
 
 stamp_ok() { [ -x "$1" ] && "$@" >/dev/null 2>&1; }
+# `grep -c` and `sed -n 1p` read all their input: `grep -q`/`head` stop early, and under
+# pipefail the writer's SIGPIPE (exit 141) would fail the step or read as "not cached".
 
 build_kubernetes() {
-  if stamp_ok "$BIN/kube-apiserver" --version && "$BIN/kube-apiserver" --version | grep -q "v$KUBERNETES_VERSION" \
+  if stamp_ok "$BIN/kube-apiserver" --version && "$BIN/kube-apiserver" --version | grep -c "v$KUBERNETES_VERSION" >/dev/null \
      && [ -x "$BIN/kubelet" ] && [ -x "$BIN/kubectl" ] && [ -x "$BIN/kubeadm" ] && [ -x "$BIN/kube-proxy" ] \
      && [ -x "$BIN/kube-controller-manager" ] && [ -x "$BIN/kube-scheduler" ]; then
     echo "kubernetes v$KUBERNETES_VERSION: cached"; return; fi
@@ -45,7 +47,7 @@ build_kubernetes() {
 }
 
 build_etcd() {
-  if [ -x "$BIN/etcd" ] && "$BIN/etcd" --version | grep -q "etcd Version: $ETCD_VERSION"; then
+  if [ -x "$BIN/etcd" ] && "$BIN/etcd" --version | grep -c "etcd Version: $ETCD_VERSION" >/dev/null; then
     echo "etcd $ETCD_VERSION: cached"; return; fi
   local W="$CACHE/build/etcd-$ETCD_VERSION"
   rm -rf "$W"; mkdir -p "$W"; cd "$W"
@@ -54,11 +56,11 @@ build_etcd() {
   printf 'module local/etcdbuild\n\ngo 1.25.0\n' > go.mod
   go get -tool "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
   go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
-  "$BIN/etcd" --version | head -1
+  "$BIN/etcd" --version | sed -n 1p
 }
 
 build_helm() {
-  if [ -x "$BIN/helm" ] && "$BIN/helm" version --short | grep -q "v$HELM_VERSION"; then
+  if [ -x "$BIN/helm" ] && "$BIN/helm" version --short | grep -c "v$HELM_VERSION" >/dev/null; then
     echo "helm $HELM_VERSION: cached"; return; fi
   local W="$CACHE/build/helm-$HELM_VERSION"
   rm -rf "$W"; mkdir -p "$W"; cd "$W"
@@ -70,7 +72,7 @@ build_helm() {
 }
 
 build_metrics_server() {
-  if [ -x "$BIN/metrics-server" ] && "$BIN/metrics-server" --version 2>/dev/null | grep -q "v$METRICS_SERVER_VERSION"; then
+  if [ -x "$BIN/metrics-server" ] && "$BIN/metrics-server" --version 2>/dev/null | grep -c "v$METRICS_SERVER_VERSION" >/dev/null; then
     echo "metrics-server $METRICS_SERVER_VERSION: cached"; return; fi
   local W="$CACHE/build/metrics-server-$METRICS_SERVER_VERSION" K=$KUBERNETES_VERSION
   rm -rf "$W"; mkdir -p "$W"; cd "$W"
@@ -81,14 +83,14 @@ build_metrics_server() {
 }
 
 build_coredns() {
-  if [ -x "$BIN/coredns" ] && "$BIN/coredns" -version | grep -q "CoreDNS-$COREDNS_VERSION"; then
+  if [ -x "$BIN/coredns" ] && "$BIN/coredns" -version | grep -c "CoreDNS-$COREDNS_VERSION" >/dev/null; then
     echo "coredns $COREDNS_VERSION: cached"; return; fi
   local W="$CACHE/build/coredns-$COREDNS_VERSION"
   rm -rf "$W"; mkdir -p "$W"; cd "$W"
   printf 'module local/corednsbuild\n\ngo 1.25.0\n' > go.mod
   go get -tool "github.com/coredns/coredns@v$COREDNS_VERSION"
   go build -trimpath -ldflags "-s -w" -o "$BIN/coredns" github.com/coredns/coredns
-  "$BIN/coredns" -version | head -1
+  "$BIN/coredns" -version | sed -n 1p
 }
 
 build_pause() {
