@@ -10,7 +10,7 @@ export TORNADO_OPERATOR_CACHE ?= $(HOME)/.cache/tornado-operator
 	kind-up kind-images kind-install kind-example kind-test kind-down
 
 prereqs: ## host packages and binaries (needs root on Debian/Ubuntu for the local cluster)
-	bash tests/cluster/prereqs.sh
+	bash hack/prereqs.sh
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ lint: venv ## ruff and mypy (strict on the operator)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict tests/cluster service_template/scaffold.py benchmarks tests/template
+	$(VENV)/bin/mypy --strict hack service_template/scaffold.py benchmarks tests/template
 	cd service_template && ../$(VENV)/bin/mypy
 
 test-unit: venv ## tests that need no cluster
@@ -34,16 +34,16 @@ test: prereqs venv lint ## everything: lint, unit, service and cluster (e2e) tes
 	$(PY) -m pytest
 
 cluster-up: prereqs venv
-	$(PY) -m tests.cluster up
+	$(PY) -m hack.cluster up
 
 cluster-down: venv
-	$(PY) -m tests.cluster down
+	$(PY) -m hack.cluster down
 
 demo: prereqs venv ## cluster, images, operator, examples/hello.yaml answering
-	$(PY) -m tests.cluster demo
+	$(PY) -m hack.demo
 
 demo-down: venv ## remove the demo's service and operator release (the cluster stays)
-	$(PY) -m tests.cluster demo-down
+	$(PY) -m hack.demo down
 
 test-chart: venv
 	$(PY) -m pytest tests/chart
@@ -55,10 +55,10 @@ HELM ?= helm
 KUBECTL ?= kubectl
 
 kind-up: venv ## a kind cluster from kind-config.yaml
-	$(PY) -m tests.cluster up --provider kind
+	$(PY) -m hack.cluster up --provider kind
 
 kind-images: venv ## build both images and kind-load them
-	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m tests.cluster build-images
+	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m hack.cluster build-images
 
 kind-install: ## helm install the operator
 	KUBECONFIG=$(KIND_KUBECONFIG) $(HELM) upgrade --install tornado-operator charts/tornado-operator \

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import kube
+from hack import images, kubetools
+from hack.cluster import providers
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +21,7 @@ def kubeconfig() -> Iterator[Path]:
     The cluster $KUBECONFIG points to when it answers (a user's kind cluster);
     otherwise the project's local offline cluster, started if it is down.
     """
-    from tests.cluster import cli
-
-    path = cli.ensure_cluster()
+    path = providers.ensure_cluster()
     os.environ["KUBECONFIG"] = str(path)
     yield path
 
@@ -32,11 +31,13 @@ def namespace(kubeconfig: Path, request: pytest.FixtureRequest) -> Iterator[str]
     """A fresh namespace for one test, deleted afterwards (not waited for)."""
     slug = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     name = f"t-{slug}-{uuid.uuid4().hex[:5]}"
-    kube.kubectl("create", "namespace", name)
+    kubetools.kubectl("create", "namespace", name)
     try:
         yield name
     finally:
-        kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+        kubetools.kubectl(
+            "delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False
+        )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -49,18 +50,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def template_image(kubeconfig: Path) -> str:
     """The bundled template's image, built locally and loaded into the cluster's node."""
-    from tests.cluster import cli, images
-
     ref = images.build_template_image()
-    cli.load_images([ref])
+    providers.load_images([ref])
     return ref
 
 
 @pytest.fixture(scope="session")
 def operator_image(kubeconfig: Path) -> str:
     """The operator's image, built locally and loaded into the cluster's node."""
-    from tests.cluster import cli, images
-
     ref = images.build_operator_image()
-    cli.load_images([ref])
+    providers.load_images([ref])
     return ref

@@ -1,55 +1,21 @@
-"""Running helm against the chart: render it offline, or install it into the test cluster."""
+"""Rendering the chart offline with the project's helm (hack.kubetools runs helm itself)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.cluster.config import REPO
-from tests.cluster.kube import binary
+from hack.kubetools import CHART, helm, value_args
 
-CHART = REPO / "charts" / "tornado-operator"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
-CRD_FILES = sorted((CHART / "files" / "crds").glob("*.yaml"))
 # The Kubernetes minor the project pins (the local cluster and kind-config.yaml run 1.34).
 KUBE_VERSION = "1.34.0"
 CRD_GROUP = "tornado-operator.dev"
 CRD_NAME = f"tornadoservices.{CRD_GROUP}"
 PEERING_CRDS = ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
-
-
-def helm(
-    *args: str, check: bool = True, timeout: float = 600, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the project's helm (the cache build, else PATH) against $KUBECONFIG."""
-    proc = subprocess.run(
-        [binary("helm"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=input,
-        env=dict(os.environ),
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise RuntimeError(
-            f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
-
-
-def value_args(values_files: Iterable[Path] = (), set_values: Iterable[str] = ()) -> list[str]:
-    args: list[str] = []
-    for f in values_files:
-        args += ["-f", str(f)]
-    for s in set_values:
-        args += ["--set", s]
-    return args
 
 
 def render(

@@ -1,30 +1,24 @@
-"""Cluster-side helpers for the chart's e2e tests and the demo: install, port-forward, can-i."""
+"""Cluster-side helpers only the chart's e2e tests use: the e2e lock, pausing operators, can-i.
+
+What the demo shares with them (install, wait, port-forward) is in hack.kubetools.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import re
-import socket
-import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.chart.helm import CHART, CRD_FILES, helm, value_args
-from tests.cluster.kube import binary, kubectl, kubectl_json
+from hack.kubetools import helm, kubectl, kubectl_json
 
 TSVC = "tornadoservices.tornado-operator.dev"
-RESTRICTED_LABELS = {
-    "pod-security.kubernetes.io/enforce": "restricted",
-    "pod-security.kubernetes.io/enforce-version": "latest",
-}
 
 
 @contextlib.contextmanager
@@ -81,80 +75,6 @@ def other_operators_paused(release: str) -> Iterator[list[str]]:
             kubectl("-n", ns, "scale", f"deployment/{name}", f"--replicas={replicas}", check=False)
 
 
-def crd_names() -> list[str]:
-    names = []
-    for f in CRD_FILES:
-        names += re.findall(r"(?m)^  name: (\S+)$", f.read_text())
-    return names
-
-
-def ensure_namespace(name: str, labels: dict[str, str] | None = None) -> None:
-    kubectl("create", "namespace", name, check=False)
-    if labels:
-        kubectl("label", "--overwrite", "namespace", name, *[f"{k}={v}" for k, v in labels.items()])
-
-
-def adopt_crds(release: str, namespace: str) -> None:
-    """Hand CRDs already in the cluster to `release`, as Helm requires before it manages them.
-
-    They may come from another release (the keep policy leaves them behind) or from `kubectl apply`.
-    This is the documented way to adopt existing objects into a release.
-    """
-    for name in crd_names():
-        if kubectl("get", "crd", name, check=False).returncode != 0:
-            continue
-        kubectl("label", "--overwrite", "crd", name, "app.kubernetes.io/managed-by=Helm")
-        kubectl(
-            "annotate",
-            "--overwrite",
-            "crd",
-            name,
-            f"meta.helm.sh/release-name={release}",
-            f"meta.helm.sh/release-namespace={namespace}",
-        )
-
-
-def install(
-    release: str,
-    namespace: str,
-    set_values: Sequence[str] = (),
-    values_files: Sequence[Path] = (),
-    *,
-    reuse_values: bool = False,
-    timeout: str = "5m",
-) -> str:
-    """`helm upgrade --install --wait`; returns helm's output (NOTES included)."""
-    args = ["upgrade", "--install", release, str(CHART), "-n", namespace, "--wait"]
-    args += ["--timeout", timeout]
-    if reuse_values:
-        args.append("--reuse-values")
-    return helm(*args, *value_args(values_files, set_values), timeout=600).stdout
-
-
-def uninstall(release: str, namespace: str) -> None:
-    helm("uninstall", release, "-n", namespace, "--wait", "--ignore-not-found", timeout=300)
-
-
-def wait_ready(namespace: str, name: str, timeout: int = 240) -> dict[str, Any]:
-    r = kubectl(
-        "-n",
-        namespace,
-        "wait",
-        "--for=condition=Ready",
-        f"tsvc/{name}",
-        f"--timeout={timeout}s",
-        check=False,
-        timeout=timeout + 10,
-    )
-    obj: dict[str, Any] = kubectl_json("-n", namespace, "get", "tsvc", name)
-    if r.returncode != 0:
-        raise AssertionError(
-            f"TornadoService {namespace}/{name} not Ready: {r.stderr.strip()}\n"
-            f"status: {obj.get('status')}"
-        )
-    return obj
-
-
 def owned(namespace: str, uid: str, kinds: str = "deployments,services,hpa,pdb") -> list[Any]:
     """Objects in `namespace` whose owner references name `uid`."""
     items = kubectl_json("-n", namespace, "get", kinds)["items"]
@@ -163,77 +83,6 @@ def owned(namespace: str, uid: str, kinds: str = "deployments,services,hpa,pdb")
         for o in items
         if any(ref["uid"] == uid for ref in o["metadata"].get("ownerReferences", []))
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def port_forward(namespace: str, target: str, remote_port: int) -> Iterator[str]:
-    """`kubectl port-forward` on 127.0.0.1; yields the base URL once it answers."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary("kubectl"),
-            "-n",
-            namespace,
-            "port-forward",
-            target,
-            f"{port}:{remote_port}",
-            "--address=127.0.0.1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read() if proc.stderr else ""
-                raise RuntimeError(f"port-forward {target} exited: {err}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def get(url: str, timeout: float = 5) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as rsp:
-            return rsp.status, rsp.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8", "replace")
-
-
-def get_until_ok(url: str, timeout: float = 60) -> tuple[int, str]:
-    """GET until 2xx (endpoints may trail readiness by a moment); fail with the last error."""
-    deadline = time.monotonic() + timeout
-    last = "no attempt"
-    while time.monotonic() < deadline:
-        try:
-            status, body = get(url)
-            if 200 <= status < 300:
-                return status, body
-            last = f"HTTP {status}: {body[:200]}"
-        except OSError as exc:
-            last = repr(exc)
-        time.sleep(0.5)
-    raise AssertionError(f"GET {url} never answered 2xx in {timeout}s; last: {last}")
 
 
 _CAN_I = re.compile(r"^(\S*)\s+(\[[^\]]*\])\s+(\[[^\]]*\])\s+(\[[^\]]*\])\s*$")

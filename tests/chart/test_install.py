@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
+from hack import kubetools
+from hack.kubetools import helm, kubectl, kubectl_json
+from hack.paths import REPO
 from tests.chart import kube
-from tests.chart.helm import CRD_NAME, helm
-from tests.cluster.config import REPO
-from tests.cluster.kube import kubectl, kubectl_json
+from tests.chart.helm import CRD_NAME
 
 RELEASE = "tornado-e2e"
 NAMESPACE = "tornado-chart-e2e"
@@ -56,7 +57,7 @@ class Release:
 
 
 def _install(*set_values: str, reuse: bool = False) -> str:
-    out = kube.install(RELEASE, NAMESPACE, set_values, reuse_values=reuse)
+    out = kubetools.install(RELEASE, NAMESPACE, set_values, reuse_values=reuse)
     # helm --wait accepts a Deployment with maxUnavailable pods still rolling; wait for all of them.
     kubectl(
         "-n",
@@ -73,20 +74,20 @@ def _install(*set_values: str, reuse: bool = False) -> str:
 @pytest.fixture(scope="module")
 def release(kubeconfig: Path, operator_image: str, template_image: str) -> Iterator[Release]:
     with kube.operator_lock(), kube.other_operators_paused(RELEASE):
-        kube.uninstall(RELEASE, NAMESPACE)  # a leftover from an interrupted run
-        kube.ensure_namespace(NAMESPACE, kube.RESTRICTED_LABELS)
-        kube.adopt_crds(RELEASE, NAMESPACE)
+        kubetools.uninstall(RELEASE, NAMESPACE)  # a leftover from an interrupted run
+        kubetools.ensure_namespace(NAMESPACE, kubetools.RESTRICTED_LABELS)
+        kubetools.adopt_crds(RELEASE, NAMESPACE)
         try:
             yield Release(install_output=_install(), operator_image=operator_image)
         finally:
             # Never leave a cluster-wide operator behind for other test modules.
-            kube.uninstall(RELEASE, NAMESPACE)
+            kubetools.uninstall(RELEASE, NAMESPACE)
             kubectl("delete", "namespace", NAMESPACE, "--wait=false", "--ignore-not-found")
 
 
 @pytest.fixture
 def restricted_namespace(namespace: str) -> str:
-    kube.ensure_namespace(namespace, kube.RESTRICTED_LABELS)
+    kubetools.ensure_namespace(namespace, kubetools.RESTRICTED_LABELS)
     return namespace
 
 
@@ -106,7 +107,7 @@ def apply_hello(namespace: str, name: str = "hello", replicas: int = 2) -> dict[
     text = HELLO.read_text().replace("name: hello", f"name: {name}")
     text = text.replace("replicas: 2", f"replicas: {replicas}")
     kubectl("-n", namespace, "apply", "-f", "-", input=text)
-    return kube.wait_ready(namespace, name)
+    return kubetools.wait_ready(namespace, name)
 
 
 def test_operator_pod_runs_in_a_namespace_enforcing_restricted(release: Release) -> None:
@@ -136,10 +137,10 @@ def test_operator_pod_runs_in_a_namespace_enforcing_restricted(release: Release)
 def test_operator_serves_liveness_and_metrics(release: Release) -> None:
     (pod,) = operator_pods()
     name = pod["metadata"]["name"]
-    with kube.port_forward(NAMESPACE, f"pod/{name}", 8081) as url:
-        assert kube.get_until_ok(f"{url}/healthz", timeout=30)[0] == 200
-    with kube.port_forward(NAMESPACE, f"pod/{name}", 8080) as url:
-        _, body = kube.get_until_ok(f"{url}/metrics", timeout=30)
+    with kubetools.port_forward(NAMESPACE, f"pod/{name}", 8081) as url:
+        assert kubetools.get_until_ok(f"{url}/healthz", timeout=30)[0] == 200
+    with kubetools.port_forward(NAMESPACE, f"pod/{name}", 8080) as url:
+        _, body = kubetools.get_until_ok(f"{url}/metrics", timeout=30)
         assert "# TYPE" in body
 
 
@@ -148,8 +149,8 @@ def test_tornadoservice_applied_with_kubectl_becomes_ready_and_serves(
 ) -> None:
     obj = apply_hello(restricted_namespace)
     assert obj["status"]["readyReplicas"] == 2
-    with kube.port_forward(restricted_namespace, "service/hello", 80) as url:
-        status, body = kube.get_until_ok(f"{url}/")
+    with kubetools.port_forward(restricted_namespace, "service/hello", 80) as url:
+        status, body = kubetools.get_until_ok(f"{url}/")
     assert status == 200 and body
 
 
@@ -173,7 +174,7 @@ class Poller(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
-                status, _ = kube.get(self.url, timeout=3)
+                status, _ = kubetools.get(self.url, timeout=3)
                 if status == 200:
                     self.ok += 1
                 else:
@@ -214,8 +215,8 @@ def test_upgrade_changes_a_value_without_disturbing_running_services(
     children, pods = _children(restricted_namespace, "hello"), _pods(restricted_namespace)
     assert {k.split("/")[0] for k in children} == {"Deployment", "Service", "PodDisruptionBudget"}
     (old_pod,) = operator_pods()
-    with kube.port_forward(restricted_namespace, "service/hello", 80) as url:
-        kube.get_until_ok(f"{url}/")
+    with kubetools.port_forward(restricted_namespace, "service/hello", 80) as url:
+        kubetools.get_until_ok(f"{url}/")
         poller = Poller(f"{url}/")
         poller.start()
         _install("operator.logFormat=plain", "operator.logLevel=DEBUG", reuse=True)
@@ -232,7 +233,7 @@ def test_upgrade_changes_a_value_without_disturbing_running_services(
     # Same children, not even a new generation, the same pods never restarted.
     assert _children(restricted_namespace, "hello") == children
     assert _pods(restricted_namespace) == pods
-    kube.wait_ready(restricted_namespace, "hello", timeout=30)
+    kubetools.wait_ready(restricted_namespace, "hello", timeout=30)
     # The peering object, created by a hook on first install, is now an ordinary release object.
     manifest = helm("get", "manifest", RELEASE, "-n", NAMESPACE).stdout
     assert "kind: ClusterKopfPeering" in manifest
@@ -318,12 +319,12 @@ def test_uninstall_keeps_crd_and_services_and_reinstall_adopts_them(
     kubectl("-n", ns, "apply", "-f", "-", input=autoscaled)
     names = sorted(d["metadata"]["name"] for d in kubectl_json("-n", ns, "get", "tsvc")["items"])
     for name in names:
-        kube.wait_ready(ns, name)
+        kubetools.wait_ready(ns, name)
     before = {n: _uids(_children(ns, n)) for n in names}
     kinds = {k.split("/")[0] for n in names for k in before[n]}
     assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
 
-    kube.uninstall(RELEASE, NAMESPACE)
+    kubetools.uninstall(RELEASE, NAMESPACE)
     assert not operator_pods()
     assert kubectl("get", "clusterrole", FULLNAME, check=False).returncode != 0
     crd = kubectl_json("get", "crd", CRD_NAME)
@@ -333,12 +334,12 @@ def test_uninstall_keeps_crd_and_services_and_reinstall_adopts_them(
         == names
     )
     assert {n: _uids(_children(ns, n)) for n in names} == before, "uninstall touched the services"
-    with kube.port_forward(ns, "service/hello", 80) as url:
-        assert kube.get_until_ok(f"{url}/")[0] == 200  # still serving without the operator
+    with kubetools.port_forward(ns, "service/hello", 80) as url:
+        assert kubetools.get_until_ok(f"{url}/")[0] == 200  # still serving without the operator
 
     _install()
     for name in names:
-        obj = kube.wait_ready(ns, name)
+        obj = kubetools.wait_ready(ns, name)
         assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     # Adopted, not recreated: the same objects, one of each kind per service, no duplicates.
     assert {n: _uids(_children(ns, n)) for n in names} == before

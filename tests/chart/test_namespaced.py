@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from hack import kubetools
+from hack.kubetools import helm, kubectl, kubectl_json
+from hack.paths import REPO
 from tests.chart import kube
-from tests.chart.helm import helm
 from tests.chart.test_install import OPERATOR_NAMESPACED, rights
-from tests.cluster.config import REPO
-from tests.cluster.kube import kubectl, kubectl_json
 
 RELEASE = "tornado-e2e-ns"
 NAMESPACE = "tornado-chart-e2e-ns"
@@ -28,15 +28,17 @@ SA_USER = f"system:serviceaccount:{NAMESPACE}:{FULLNAME}"
 @pytest.fixture(scope="module")
 def release(kubeconfig: Path, operator_image: str, template_image: str) -> Iterator[str]:
     with kube.operator_lock(), kube.other_operators_paused(RELEASE):
-        kube.uninstall(RELEASE, NAMESPACE)
+        kubetools.uninstall(RELEASE, NAMESPACE)
         for ns in (NAMESPACE, *WATCHED):
-            kube.ensure_namespace(ns, kube.RESTRICTED_LABELS)
-        kube.adopt_crds(RELEASE, NAMESPACE)
+            kubetools.ensure_namespace(ns, kubetools.RESTRICTED_LABELS)
+        kubetools.adopt_crds(RELEASE, NAMESPACE)
         try:
-            kube.install(RELEASE, NAMESPACE, [f"operator.watchNamespaces={{{','.join(WATCHED)}}}"])
+            kubetools.install(
+                RELEASE, NAMESPACE, [f"operator.watchNamespaces={{{','.join(WATCHED)}}}"]
+            )
             yield RELEASE
         finally:
-            kube.uninstall(RELEASE, NAMESPACE)
+            kubetools.uninstall(RELEASE, NAMESPACE)
             for ns in (NAMESPACE, *WATCHED):
                 kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found")
 
@@ -68,9 +70,9 @@ def test_watched_namespace_serves_and_others_are_left_alone(release: str, namesp
     hello = (REPO / "examples" / "hello.yaml").read_text()
     kubectl("-n", WATCHED[0], "apply", "-f", "-", input=hello)
     kubectl("-n", namespace, "apply", "-f", "-", input=hello)
-    kube.wait_ready(WATCHED[0], "hello")
-    with kube.port_forward(WATCHED[0], "service/hello", 80) as url:
-        assert kube.get_until_ok(f"{url}/")[0] == 200
+    kubetools.wait_ready(WATCHED[0], "hello")
+    with kubetools.port_forward(WATCHED[0], "service/hello", 80) as url:
+        assert kubetools.get_until_ok(f"{url}/")[0] == 200
     time.sleep(5)
     ignored = kubectl_json("-n", namespace, "get", "tsvc", "hello")
     assert not ignored.get("status"), "an unwatched namespace was reconciled"

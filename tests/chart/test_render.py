@@ -12,19 +12,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from hack.kubetools import CHART, CRD_FILES, helm
+from hack.paths import KUBERNETES_VERSION, REPO
 from tests.chart.helm import (
-    CHART,
     CI_VALUES,
-    CRD_FILES,
     CRD_NAME,
     KUBE_VERSION,
     by_kind,
-    helm,
     pod_specs,
     render,
     render_error,
 )
-from tests.cluster.config import KUBERNETES_VERSION, REPO
 
 CI_IDS = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
 RECOMMENDED = (
@@ -440,7 +438,7 @@ def test_chart_metadata() -> None:
     assert chart["name"] == "tornado-operator"
     assert chart["kubeVersion"]
     # appVersion is the operator image tag the project builds.
-    from tests.cluster import images
+    from hack import images
 
     assert f"tornado-operator/operator:{chart['appVersion']}" == images.OPERATOR_IMAGE
     values = yaml.safe_load((CHART / "values.yaml").read_text())

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
-from tests.cluster import images
-from tests.cluster.kube import kubectl
+from hack import images
+from hack.kubetools import kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "charts/tornado-operator/files/crds"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.kube import binary, kubectl, kubectl_json
+from hack.kubetools import binary, kubectl, kubectl_json
 
 RESTRICTED = {
     "allowPrivilegeEscalation": False,

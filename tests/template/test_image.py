@@ -75,7 +75,7 @@ def test_requirements_pins_match_the_template_extra() -> None:
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    from tests.cluster import images
+    from hack import images
 
     return images.build_template_image()
 

@@ -1,7 +1,8 @@
 """The README's first command: a cluster, the images, the operator, and a Tornado service answering.
 
-`python -m tests.cluster demo` (or `make demo`). With kind and Docker it uses a kind cluster made
-from kind-config.yaml and `kind load docker-image`; otherwise the project's local offline cluster.
+`python -m hack.demo` (or `make demo`); `python -m hack.demo down` (or `make demo-down`) undoes it.
+With kind and Docker it uses a kind cluster made from kind-config.yaml and `kind load docker-image`;
+otherwise the project's local offline cluster.
 Every step is idempotent, so running it again only re-checks and re-prints.
 """
 
@@ -12,11 +13,11 @@ import shutil
 import sys
 import time
 
-from tests.chart import kube as chart_kube
-from tests.chart.helm import helm
-from tests.cluster import cli, images
-from tests.cluster.config import REPO
-from tests.cluster.kube import binary, kubectl
+from hack import images
+from hack import kubetools as kt
+from hack.cluster import kind, providers
+from hack.kubetools import binary, helm, kubectl
+from hack.paths import REPO
 
 RELEASE = "tornado-operator"
 OPERATOR_NAMESPACE = "tornado-operator"
@@ -36,11 +37,11 @@ def build_images() -> list[str]:
 
 def cluster() -> tuple[str, str]:
     """(provider, kubeconfig) of a running cluster: kind when it works here, else the local one."""
-    if shutil.which("kind") and cli.kind_usable():
-        step(f"kind cluster {cli.KIND_CLUSTER!r} from kind-config.yaml")
-        return "kind", str(cli.ensure_cluster("kind"))
+    if shutil.which("kind") and kind.usable():
+        step(f"kind cluster {kind.KIND_CLUSTER!r} from kind-config.yaml")
+        return "kind", str(providers.ensure_cluster("kind"))
     step("local offline cluster (kind is not available here)")
-    return "local", str(cli.ensure_cluster("local"))
+    return "local", str(providers.ensure_cluster("local"))
 
 
 def _path_line() -> str:
@@ -60,31 +61,31 @@ def main() -> int:
 
     refs = build_images()
     step("loading the images into the cluster's node")
-    cli.load_images(refs)
+    providers.load_images(refs)
 
     step(f"helm upgrade --install {RELEASE} charts/tornado-operator -n {OPERATOR_NAMESPACE}")
-    chart_kube.ensure_namespace(OPERATOR_NAMESPACE, chart_kube.RESTRICTED_LABELS)
-    chart_kube.adopt_crds(RELEASE, OPERATOR_NAMESPACE)
-    chart_kube.install(RELEASE, OPERATOR_NAMESPACE)
+    kt.ensure_namespace(OPERATOR_NAMESPACE, kt.RESTRICTED_LABELS)
+    kt.adopt_crds(RELEASE, OPERATOR_NAMESPACE)
+    kt.install(RELEASE, OPERATOR_NAMESPACE)
 
     step(f"kubectl apply -f examples/hello.yaml -n {DEMO_NAMESPACE}")
-    chart_kube.ensure_namespace(DEMO_NAMESPACE, chart_kube.RESTRICTED_LABELS)
+    kt.ensure_namespace(DEMO_NAMESPACE, kt.RESTRICTED_LABELS)
     kubectl("-n", DEMO_NAMESPACE, "apply", "-f", str(REPO / "examples" / "hello.yaml"))
     step(f"waiting for tsvc/{SERVICE} to be Ready")
-    chart_kube.wait_ready(DEMO_NAMESPACE, SERVICE, timeout=300)
+    kt.wait_ready(DEMO_NAMESPACE, SERVICE, timeout=300)
     print(kubectl("-n", DEMO_NAMESPACE, "get", "tsvc", SERVICE).stdout.rstrip())
 
     step(f"calling service/{SERVICE} through kubectl port-forward")
-    with chart_kube.port_forward(DEMO_NAMESPACE, f"service/{SERVICE}", 80) as url:
-        status, body = chart_kube.get_until_ok(f"{url}/")
+    with kt.port_forward(DEMO_NAMESPACE, f"service/{SERVICE}", 80) as url:
+        status, body = kt.get_until_ok(f"{url}/")
     print(f"GET / -> {status}\n{body.strip()}")
 
     env = f"KUBECONFIG={kubeconfig}"
     k, h, path = "kubectl", "helm", _path_line()
     down = (
-        f"kind delete cluster --name {cli.KIND_CLUSTER}"
+        f"kind delete cluster --name {kind.KIND_CLUSTER}"
         if provider == "kind"
-        else "make cluster-down   (python -m tests.cluster down)"
+        else "make cluster-down   (python -m hack.cluster down)"
     )
     print(
         f"""
@@ -102,7 +103,7 @@ Look around:
   {h} test {RELEASE} -n {OPERATOR_NAMESPACE}
 
 Tear down:
-  the demo:     make demo-down   (python -m tests.cluster demo-down)
+  the demo:     make demo-down   (python -m hack.demo down)
   the cluster:  {down}
 """
     )
@@ -111,7 +112,7 @@ Tear down:
 
 def down() -> int:
     """Remove what the demo installed (the kept CRDs stay, as after any `helm uninstall`)."""
-    os.environ["KUBECONFIG"] = str(cli.ensure_cluster())
+    os.environ["KUBECONFIG"] = str(providers.ensure_cluster())
     step(f"deleting namespace {DEMO_NAMESPACE}")
     kubectl("delete", "namespace", DEMO_NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300)
     step(f"helm uninstall {RELEASE} -n {OPERATOR_NAMESPACE}")
@@ -121,4 +122,4 @@ def down() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(down() if sys.argv[1:] == ["down"] else main())

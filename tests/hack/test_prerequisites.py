@@ -1,4 +1,4 @@
-"""The cluster tool names a missing prerequisite in one clear sentence (pure checks, no cluster)."""
+"""The cluster tool (hack/cluster) names a missing prerequisite in one sentence (no cluster)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import local
-from tests.cluster.config import Paths
+from hack.cluster import local
+from hack.paths import Paths
 
 
 @pytest.fixture
@@ -61,12 +61,13 @@ class _Exists(type(Path())):  # type: ignore[misc]
 def test_cli_exits_2_with_the_sentence(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.cluster import cli
+    from hack.cluster import __main__ as cli
+    from hack.cluster import kind
 
     monkeypatch.setattr(local.os, "geteuid", lambda: 1000)
     monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.setattr(cli, "kind_running", lambda: False)
-    monkeypatch.setattr(cli, "kind_usable", lambda: False)
+    monkeypatch.setattr(kind, "running", lambda: False)
+    monkeypatch.setattr(kind, "usable", lambda: False)
     monkeypatch.setattr(local, "is_up", lambda p: False)
     assert cli.main(["up", "--provider", "local"]) == 2
     assert (

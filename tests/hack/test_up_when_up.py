@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import local
-from tests.cluster.config import REPO, paths
+from hack.cluster import local
+from hack.paths import REPO, paths
 
 
 def test_up_when_up_changes_nothing(kubeconfig: Path) -> None:
@@ -18,7 +18,7 @@ def test_up_when_up_changes_nothing(kubeconfig: Path) -> None:
         pytest.skip("the cluster in use is not the project's local cluster")
     before = local.running_components(p)
     r = subprocess.run(
-        [sys.executable, "-m", "tests.cluster", "up", "--provider", "local"],
+        [sys.executable, "-m", "hack.cluster", "up", "--provider", "local"],
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -32,7 +32,7 @@ def test_status_lists_every_component(kubeconfig: Path) -> None:
     if kubeconfig != p.kubeconfig:
         pytest.skip("the cluster in use is not the project's local cluster")
     r = subprocess.run(
-        [sys.executable, "-m", "tests.cluster", "status"],
+        [sys.executable, "-m", "hack.cluster", "status"],
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert r.returncode == 0

@@ -4,11 +4,11 @@
 #
 #   build-binaries.sh CACHE_DIR
 #
-# Versions are pinned here and read by tests/cluster/versions.py (one home).
+# Versions are pinned in versions.env, next to this script (hack/paths.py reads it too).
 set -euo pipefail
 
 CACHE=${1:?usage: build-binaries.sh CACHE_DIR}
-# shellcheck source=tests/cluster/versions.env
+# shellcheck source=hack/versions.env
 . "$(dirname "$0")/versions.env"
 
 BIN="$CACHE/k8s-$KUBERNETES_VERSION/bin"

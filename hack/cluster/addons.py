@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
-from tests.cluster import images
-from tests.cluster.config import DNS_IP, VERSIONS, Paths
-from tests.cluster.kube import kubectl
+from hack import images
+from hack.kubetools import kubectl
+from hack.paths import DNS_IP, VERSIONS, Paths
 
 COREDNS_IMAGE = f"tornado-operator.local/coredns:v{VERSIONS['COREDNS_VERSION']}"
 METRICS_SERVER_IMAGE = (

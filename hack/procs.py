@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.cluster.config import Paths
+from hack.paths import Paths
 
 
 class StartError(RuntimeError):

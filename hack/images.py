@@ -20,12 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.cluster import procs
-from tests.cluster.config import PAUSE_IMAGE, REPO, Paths, paths
+from tornado_operator import __version__ as PROJECT_VERSION
+
+from hack import procs
+from hack.paths import PAUSE_IMAGE, REPO, Paths, paths
 
 # The local stand-in for python:3.11-slim-bookworm; bump the suffix to rebuild it.
 BASE_IMAGE = "tornado-operator.local/bookworm-python3:1"
-PROJECT_VERSION = "0.1.0"
+# Image tags are the project's version, which the operator package owns.
 TEMPLATE_IMAGE = f"tornado-operator/service-template:{PROJECT_VERSION}"
 OPERATOR_IMAGE = f"tornado-operator/operator:{PROJECT_VERSION}"
 

@@ -19,8 +19,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.cluster import addons, procs
-from tests.cluster.config import (
+from hack import images, procs
+from hack.cluster import addons
+from hack.kubetools import kubectl
+from hack.paths import (
     API_PORT,
     BRIDGE,
     DNS_IP,
@@ -32,7 +34,6 @@ from tests.cluster.config import (
     SERVICE_CIDR,
     Paths,
 )
-from tests.cluster.kube import kubectl
 
 # Control plane first, node last: `down` walks this backwards.
 COMPONENTS = [
@@ -288,8 +289,6 @@ def _start_containerd(p: Paths) -> None:
     procs.wait_until(
         p, "containerd", lambda: procs.run(ctr, check=False).returncode == 0, 30, "its socket"
     )
-    from tests.cluster import images
-
     images.ensure_pause_image(p)
 
 

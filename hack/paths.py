@@ -1,4 +1,4 @@
-"""Where the local cluster keeps things, and which versions it runs (one home for both)."""
+"""Where the dev tooling keeps things, and which versions the local cluster runs (one home)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+REPO = HERE.parent
 
 
 def _versions() -> dict[str, str]:

@@ -1,0 +1,74 @@
+"""`python -m hack.cluster`: one tool for a real cluster, kind where it works, local otherwise.
+
+`python -m hack.cluster up|down|status|kubeconfig|load IMAGE...|build-images [template] [operator]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from hack import procs
+from hack.cluster import kind, local, providers
+from hack.paths import paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hack.cluster", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    upp = sub.add_parser(
+        "up", help="start a cluster (or say it is up) and print its kubeconfig path"
+    )
+    upp.add_argument("--provider", choices=["auto", "kind", "local"], default="auto")
+    sub.add_parser("down", help="stop the local cluster and remove everything it added to the host")
+    sub.add_parser("status", help="exit 0 when the local cluster is up; list its components")
+    sub.add_parser("kubeconfig", help="print the kubeconfig path of the cluster in use")
+    ld = sub.add_parser("load", help="put Docker images into the cluster's node (like kind load)")
+    ld.add_argument("images", nargs="+")
+    bi = sub.add_parser(
+        "build-images", help="build the project's images and load them into the cluster"
+    )
+    bi.add_argument(
+        "which", nargs="*", choices=["template", "operator"], default=["template", "operator"]
+    )
+    bi.add_argument("--no-load", action="store_true")
+    args = ap.parse_args(argv)
+    p = paths()
+    try:
+        if args.cmd == "up":
+            print(providers.ensure_cluster(args.provider))
+        elif args.cmd == "down":
+            if kind.running():
+                kind.down()
+            local.down(p)
+        elif args.cmd == "status":
+            comps = local.running_components(p)
+            for name, pid in comps.items():
+                print(f"{name:26} {'running, pid ' + str(pid) if pid else 'stopped'}")
+            up = local.is_up(p)
+            print(f"local cluster: {'up' if up else 'down'}")
+            return 0 if up else 1
+        elif args.cmd == "kubeconfig":
+            kc = providers.kubeconfig_in_use()
+            if kc is None:
+                print("no cluster is up: run `python -m hack.cluster up`", file=sys.stderr)
+                return 1
+            print(kc)
+        elif args.cmd == "load":
+            providers.load_images(args.images)
+        elif args.cmd == "build-images":
+            refs = providers.build_images(args.which)
+            if not args.no_load:
+                providers.load_images(refs)
+    except local.PrerequisiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (procs.StartError, RuntimeError, subprocess.CalledProcessError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,0 @@
-import sys
-
-from tests.cluster.cli import main
-
-sys.exit(main())
