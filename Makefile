@@ -1,26 +1,44 @@
 # Two commands a newcomer needs: `make demo` and `make test`. Everything else is a step of those.
+# `make help` lists the targets: the `##@` lines are its sections, a target's `## ` text its line.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Built binaries, images and wheels are cached here, keyed by version, never in the repo.
+# Built binaries, images, wheels and build logs are cached here, keyed by version, never in the repo.
 export TORNADO_OPERATOR_CACHE ?= $(HOME)/.cache/tornado-operator
+.DEFAULT_GOAL := help
 
-.PHONY: prereqs venv lint test test-unit test-chart cluster-up cluster-down demo demo-down \
+.PHONY: help prereqs venv lint test test-unit test-chart cluster-up cluster-down demo demo-down \
 	kind-up kind-images kind-install kind-example kind-test kind-down
 
+##@ Start here
+
+demo: prereqs venv ## cluster, images, operator, examples/hello.yaml answering (one line per step)
+	@$(PY) -m hack.demo
+
+demo-down: venv ## remove the demo's service and operator release (the cluster stays)
+	@$(PY) -m hack.demo down
+
+test: prereqs venv lint ## everything: lint, unit, service and cluster (e2e) tests
+	$(PY) -m pytest
+
+help: ## this list
+	@awk 'BEGIN { FS = ":.*## " } \
+	  /^##@ / { printf "\n%s\n", substr($$0, 5) } \
+	  /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+##@ Steps of those
+
 prereqs: ## host packages and binaries (needs root on Debian/Ubuntu for the local cluster)
-	bash hack/prereqs.sh
+	@bash hack/prereqs.sh
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
-	touch $@
+	@bash hack/venv.sh $(PYTHON) $(VENV)
+	@touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed ## the Python virtualenv .venv with the project and its dev tools
 
-lint: venv ## ruff and mypy (strict on the operator)
+lint: venv ## ruff and mypy (strict on the operator and the dev tooling)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -30,25 +48,19 @@ lint: venv ## ruff and mypy (strict on the operator)
 test-unit: venv ## tests that need no cluster
 	$(PY) -m pytest -m "not cluster"
 
-test: prereqs venv lint ## everything: lint, unit, service and cluster (e2e) tests
-	$(PY) -m pytest
-
-cluster-up: prereqs venv
-	$(PY) -m hack.cluster up
-
-cluster-down: venv
-	$(PY) -m hack.cluster down
-
-demo: prereqs venv ## cluster, images, operator, examples/hello.yaml answering
-	$(PY) -m hack.demo
-
-demo-down: venv ## remove the demo's service and operator release (the cluster stays)
-	$(PY) -m hack.demo down
-
-test-chart: venv
+test-chart: venv ## the chart's tests (offline rendering and on the cluster)
 	$(PY) -m pytest tests/chart
 
-# The kind path, for machines where kind and its node image work.
+##@ The local cluster (python -m hack.cluster)
+
+cluster-up: prereqs venv ## start it (or say it is up) and print its kubeconfig path
+	$(PY) -m hack.cluster up
+
+cluster-down: venv ## stop it and remove everything it added to the host
+	$(PY) -m hack.cluster down
+
+##@ kind, for machines where kind and its node image work
+
 KIND_CLUSTER ?= tornado-operator
 KIND_KUBECONFIG = $(TORNADO_OPERATOR_CACHE)/kind.kubeconfig
 HELM ?= helm
@@ -71,5 +83,5 @@ kind-example: ## apply examples/hello.yaml and wait for Ready
 kind-test: venv ## the e2e suite against the kind cluster
 	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m cluster
 
-kind-down:
+kind-down: ## delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)

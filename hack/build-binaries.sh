@@ -2,28 +2,44 @@
 # Builds the local cluster's binaries from the Go module proxy into a cache
 # keyed by version, so a warm run rebuilds nothing. Nothing lands in the repo.
 #
-#   build-binaries.sh CACHE_DIR
+#   build-binaries.sh CACHE_DIR [COMPONENT...]   # default: all of COMPONENTS below
+#   build-binaries.sh --components               # lists them
 #
+# One line per component; the go tool's output goes to CACHE_DIR/logs/build-COMPONENT.log.
 # Versions are pinned in versions.env, next to this script (hack/paths.py reads it too).
 set -euo pipefail
 
-CACHE=${1:?usage: build-binaries.sh CACHE_DIR}
+CACHE=${1:?usage: build-binaries.sh CACHE_DIR [COMPONENT...]}
+shift
+COMPONENTS=(pause etcd helm metrics-server kubernetes coredns)
+[ "$CACHE" != --components ] || { echo "${COMPONENTS[*]}"; exit 0; }
+here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=hack/versions.env
-. "$(dirname "$0")/versions.env"
+. "$here/versions.env"
+STEP_LOGS=${STEP_LOGS:-$CACHE/logs}
+# shellcheck source=hack/steps.sh
+. "$here/steps.sh"
 
 BIN="$CACHE/k8s-$KUBERNETES_VERSION/bin"
 mkdir -p "$BIN"
 export GOFLAGS="-buildvcs=false -p=2" CGO_ENABLED=0 GOTOOLCHAIN=local
 
-stamp_ok() { [ -x "$1" ] && "$@" >/dev/null 2>&1; }
-# `grep -c` and `sed -n 1p` read all their input: `grep -q`/`head` stop early, and under
-# pipefail the writer's SIGPIPE (exit 141) would fail the step or read as "not cached".
+# Version checks capture the output and match it: `cmd | grep -q` or `| head` stop reading early,
+# and under pipefail the writer's SIGPIPE (exit 141) would read as "not cached" or fail the step.
+reports() { local out; out=$("${@:2}" 2>&1) && [[ $out == *"$1"* ]]; }
 
+# Each component X (in COMPONENTS, "-" read as "_"): what_X (the step's line), cold_X (how long
+# it takes on a fresh machine), cached_X (true when the cached binary is the right one), build_X.
+
+K8S_BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm"
+what_kubernetes="Kubernetes $KUBERNETES_VERSION (control plane, kubelet, kube-proxy, kubectl, kubeadm) from the Go module proxy"
+cold_kubernetes="about 9 min cold"
+cached_kubernetes() {
+  local b
+  for b in $K8S_BINARIES; do [ -x "$BIN/$b" ] || return 1; done
+  reports "v$KUBERNETES_VERSION" "$BIN/kube-apiserver" --version
+}
 build_kubernetes() {
-  if stamp_ok "$BIN/kube-apiserver" --version && "$BIN/kube-apiserver" --version | grep -c "v$KUBERNETES_VERSION" >/dev/null \
-     && [ -x "$BIN/kubelet" ] && [ -x "$BIN/kubectl" ] && [ -x "$BIN/kubeadm" ] && [ -x "$BIN/kube-proxy" ] \
-     && [ -x "$BIN/kube-controller-manager" ] && [ -x "$BIN/kube-scheduler" ]; then
-    echo "kubernetes v$KUBERNETES_VERSION: cached"; return; fi
   local K=$KUBERNETES_VERSION MIN S W
   MIN=$(echo "$K" | cut -d. -f2); S=v0.${K#1.}; W="$CACHE/build/k8s-$K"
   rm -rf "$W"; mkdir -p "$W"; cd "$W"
@@ -34,7 +50,7 @@ build_kubernetes() {
   gomod=$(go mod download -json "k8s.io/kubernetes@v$K" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   for m in $(sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => \./staging/.*|\1|p' "$gomod"); do
     go mod edit -replace="$m=$m@$S"; done
-  local P="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm"
+  local P=$K8S_BINARIES
   # shellcheck disable=SC2046
   go get -tool $(for c in $P; do echo "k8s.io/kubernetes/cmd/$c@v$K"; done)
   local LDF="-s -w" v
@@ -46,9 +62,10 @@ build_kubernetes() {
   "$BIN/kube-apiserver" --version
 }
 
+what_etcd="etcd $ETCD_VERSION from the Go module proxy"
+cold_etcd="about 2 min cold"
+cached_etcd() { [ -x "$BIN/etcd" ] && reports "etcd Version: $ETCD_VERSION" "$BIN/etcd" --version; }
 build_etcd() {
-  if [ -x "$BIN/etcd" ] && "$BIN/etcd" --version | grep -c "etcd Version: $ETCD_VERSION" >/dev/null; then
-    echo "etcd $ETCD_VERSION: cached"; return; fi
   local W="$CACHE/build/etcd-$ETCD_VERSION"
   rm -rf "$W"; mkdir -p "$W"; cd "$W"
   # etcd's go.mod has replace lines, so `go install` refuses it; a wrapper
@@ -56,12 +73,13 @@ build_etcd() {
   printf 'module local/etcdbuild\n\ngo 1.25.0\n' > go.mod
   go get -tool "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
   go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
-  "$BIN/etcd" --version | sed -n 1p
+  "$BIN/etcd" --version
 }
 
+what_helm="helm $HELM_VERSION from the Go module proxy"
+cold_helm="about 3 min cold"
+cached_helm() { [ -x "$BIN/helm" ] && reports "v$HELM_VERSION" "$BIN/helm" version --short; }
 build_helm() {
-  if [ -x "$BIN/helm" ] && "$BIN/helm" version --short | grep -c "v$HELM_VERSION" >/dev/null; then
-    echo "helm $HELM_VERSION: cached"; return; fi
   local W="$CACHE/build/helm-$HELM_VERSION"
   rm -rf "$W"; mkdir -p "$W"; cd "$W"
   printf 'module local/helmbuild\n\ngo 1.25.0\n' > go.mod
@@ -71,9 +89,12 @@ build_helm() {
   "$BIN/helm" version --short
 }
 
+what_metrics_server="metrics-server $METRICS_SERVER_VERSION from the Go module proxy"
+cold_metrics_server="about 3 min cold"
+cached_metrics_server() {
+  [ -x "$BIN/metrics-server" ] && reports "v$METRICS_SERVER_VERSION" "$BIN/metrics-server" --version
+}
 build_metrics_server() {
-  if [ -x "$BIN/metrics-server" ] && "$BIN/metrics-server" --version 2>/dev/null | grep -c "v$METRICS_SERVER_VERSION" >/dev/null; then
-    echo "metrics-server $METRICS_SERVER_VERSION: cached"; return; fi
   local W="$CACHE/build/metrics-server-$METRICS_SERVER_VERSION" K=$KUBERNETES_VERSION
   rm -rf "$W"; mkdir -p "$W"; cd "$W"
   printf 'module local/msbuild\n\ngo 1.24.0\n' > go.mod
@@ -82,19 +103,22 @@ build_metrics_server() {
     -o "$BIN/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server
 }
 
+what_coredns="CoreDNS $COREDNS_VERSION from the Go module proxy"
+cold_coredns="about 2 min cold"
+cached_coredns() { [ -x "$BIN/coredns" ] && reports "CoreDNS-$COREDNS_VERSION" "$BIN/coredns" -version; }
 build_coredns() {
-  if [ -x "$BIN/coredns" ] && "$BIN/coredns" -version | grep -c "CoreDNS-$COREDNS_VERSION" >/dev/null; then
-    echo "coredns $COREDNS_VERSION: cached"; return; fi
   local W="$CACHE/build/coredns-$COREDNS_VERSION"
   rm -rf "$W"; mkdir -p "$W"; cd "$W"
   printf 'module local/corednsbuild\n\ngo 1.25.0\n' > go.mod
   go get -tool "github.com/coredns/coredns@v$COREDNS_VERSION"
   go build -trimpath -ldflags "-s -w" -o "$BIN/coredns" github.com/coredns/coredns
-  "$BIN/coredns" -version | sed -n 1p
+  "$BIN/coredns" -version
 }
 
+what_pause="pause (the pod sandbox), a tiny Go program"
+cold_pause="about 10 s cold"
+cached_pause() { [ -x "$BIN/pause" ]; }
 build_pause() {
-  [ -x "$BIN/pause" ] && { echo "pause: cached"; return; }
   local W="$CACHE/build/pause"
   rm -rf "$W"; mkdir -p "$W"; cd "$W"
   printf 'module local/pause\n\ngo 1.24\n' > go.mod
@@ -130,9 +154,19 @@ GO
   go build -trimpath -ldflags "-s -w" -o "$BIN/pause" .
 }
 
-what=${2:-all}
-case $what in
-  all) build_pause; build_etcd; build_helm; build_metrics_server; build_kubernetes; build_coredns ;;
-  *) "build_$what" ;;
-esac
-echo "binaries in $BIN"
+want=("$@")
+[ ${#want[@]} -gt 0 ] && [ "${want[0]}" != all ] || want=("${COMPONENTS[@]}")
+for c in "${want[@]}"; do
+  c=${c//-/_}
+  declare -F "build_$c" >/dev/null || { echo "build-binaries.sh: no component $c (${COMPONENTS[*]})" >&2; exit 2; }
+done
+[ -n "${STEP_TOTAL:-}" ] || step_total=${#want[@]}
+for c in "${want[@]}"; do
+  c=${c//-/_}
+  what="what_$c" cold="cold_$c"
+  if "cached_$c"; then
+    step_skip "${!what}" "cached"
+  else
+    step_run "build-${c//_/-}" "${!what}" "${!cold}" "build_$c"
+  fi
+done

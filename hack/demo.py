@@ -18,6 +18,7 @@ from hack import kubetools as kt
 from hack.cluster import kind, providers
 from hack.kubetools import binary, helm, kubectl
 from hack.paths import REPO
+from hack.steps import Steps, elapsed
 
 RELEASE = "tornado-operator"
 OPERATOR_NAMESPACE = "tornado-operator"
@@ -25,23 +26,17 @@ DEMO_NAMESPACE = "tornado-demo"
 SERVICE = "hello"
 
 
-def step(message: str) -> None:
-    print(f"==> {message}", flush=True)
-
-
-def build_images() -> list[str]:
-    base = images.default_base()
-    step(f"building {images.TEMPLATE_IMAGE} and {images.OPERATOR_IMAGE} (base {base})")
-    return [images.build_template_image(), images.build_operator_image()]
-
-
-def cluster() -> tuple[str, str]:
+def cluster(steps: Steps) -> tuple[str, str]:
     """(provider, kubeconfig) of a running cluster: kind when it works here, else the local one."""
     if shutil.which("kind") and kind.usable():
-        step(f"kind cluster {kind.KIND_CLUSTER!r} from kind-config.yaml")
-        return "kind", str(providers.ensure_cluster("kind"))
-    step("local offline cluster (kind is not available here)")
-    return "local", str(providers.ensure_cluster("local"))
+        what = f"kind cluster {kind.KIND_CLUSTER!r} from kind-config.yaml"
+        kc = steps.run(
+            "cluster", what, "about 2 min cold", lambda: providers.ensure_cluster("kind")
+        )
+        return "kind", str(kc)
+    what = "local offline cluster (kind is not available here): control plane, node, add-ons"
+    kc = steps.run("cluster", what, "about 1 min", lambda: providers.ensure_cluster("local"))
+    return "local", str(kc)
 
 
 def _path_line() -> str:
@@ -56,41 +51,77 @@ def _path_line() -> str:
 
 def main() -> int:
     started = time.monotonic()
-    provider, kubeconfig = cluster()
+    steps = Steps("demo", 7)
+    provider, kubeconfig = cluster(steps)
     os.environ["KUBECONFIG"] = kubeconfig
 
-    refs = build_images()
-    step("loading the images into the cluster's node")
-    providers.load_images(refs)
+    base = steps.run(
+        "base-image",
+        f"base image: {images.OFFICIAL_BASE} if Docker has it, else Debian bookworm (debootstrap)",
+        "about 3 min cold",
+        images.default_base,
+    )
+    refs = steps.run(
+        "images",
+        f"building {images.TEMPLATE_IMAGE} and {images.OPERATOR_IMAGE} on {base}",
+        "about 2 min cold",
+        lambda: [images.build_template_image(), images.build_operator_image()],
+    )
+    steps.run(
+        "load",
+        "loading the images into the cluster's node",
+        "about 30 s",
+        lambda: providers.load_images(refs),
+    )
 
-    step(f"helm upgrade --install {RELEASE} charts/tornado-operator -n {OPERATOR_NAMESPACE}")
-    kt.ensure_namespace(OPERATOR_NAMESPACE, kt.RESTRICTED_LABELS)
-    kt.adopt_crds(RELEASE, OPERATOR_NAMESPACE)
-    kt.install(RELEASE, OPERATOR_NAMESPACE)
+    def install() -> None:
+        kt.ensure_namespace(OPERATOR_NAMESPACE, kt.RESTRICTED_LABELS)
+        kt.adopt_crds(RELEASE, OPERATOR_NAMESPACE)
+        print(kt.install(RELEASE, OPERATOR_NAMESPACE))
 
-    step(f"kubectl apply -f examples/hello.yaml -n {DEMO_NAMESPACE}")
-    kt.ensure_namespace(DEMO_NAMESPACE, kt.RESTRICTED_LABELS)
-    kubectl("-n", DEMO_NAMESPACE, "apply", "-f", str(REPO / "examples" / "hello.yaml"))
-    step(f"waiting for tsvc/{SERVICE} to be Ready")
-    kt.wait_ready(DEMO_NAMESPACE, SERVICE, timeout=300)
-    print(kubectl("-n", DEMO_NAMESPACE, "get", "tsvc", SERVICE).stdout.rstrip())
+    steps.run(
+        "install",
+        f"helm upgrade --install {RELEASE} charts/tornado-operator -n {OPERATOR_NAMESPACE}",
+        "about 1 min",
+        install,
+    )
 
-    step(f"calling service/{SERVICE} through kubectl port-forward")
-    with kt.port_forward(DEMO_NAMESPACE, f"service/{SERVICE}", 80) as url:
-        status, body = kt.get_until_ok(f"{url}/")
-    print(f"GET / -> {status}\n{body.strip()}")
+    def apply() -> str:
+        kt.ensure_namespace(DEMO_NAMESPACE, kt.RESTRICTED_LABELS)
+        kubectl("-n", DEMO_NAMESPACE, "apply", "-f", str(REPO / "examples" / "hello.yaml"))
+        kt.wait_ready(DEMO_NAMESPACE, SERVICE, timeout=300)
+        return kubectl("-n", DEMO_NAMESPACE, "get", "tsvc", SERVICE).stdout.rstrip()
+
+    table = steps.run(
+        "example",
+        f"kubectl apply -f examples/hello.yaml -n {DEMO_NAMESPACE}; waiting for tsvc/{SERVICE}",
+        "about 1 min",
+        apply,
+    )
+
+    def call() -> tuple[int, str]:
+        with kt.port_forward(DEMO_NAMESPACE, f"service/{SERVICE}", 80) as url:
+            return kt.get_until_ok(f"{url}/")
+
+    status, body = steps.run(
+        "call",
+        f"calling service/{SERVICE} through kubectl port-forward",
+        "a few seconds",
+        call,
+    )
+    print(f"{table}\nGET / -> {status} {body.strip()}")
 
     env = f"KUBECONFIG={kubeconfig}"
     k, h, path = "kubectl", "helm", _path_line()
-    down = (
+    teardown = (
         f"kind delete cluster --name {kind.KIND_CLUSTER}"
         if provider == "kind"
         else "make cluster-down   (python -m hack.cluster down)"
     )
     print(
         f"""
-Done in {time.monotonic() - started:.0f}s. The operator runs in namespace {OPERATOR_NAMESPACE}, the
-service in {DEMO_NAMESPACE}.
+Done in {elapsed(time.monotonic() - started)}. The operator runs in namespace {OPERATOR_NAMESPACE},
+the service in {DEMO_NAMESPACE}.
 
 Reach it again:
 {path}  export {env}
@@ -104,7 +135,7 @@ Look around:
 
 Tear down:
   the demo:     make demo-down   (python -m hack.demo down)
-  the cluster:  {down}
+  the cluster:  {teardown}
 """
     )
     return 0
@@ -112,12 +143,25 @@ Tear down:
 
 def down() -> int:
     """Remove what the demo installed (the kept CRDs stay, as after any `helm uninstall`)."""
-    os.environ["KUBECONFIG"] = str(providers.ensure_cluster())
-    step(f"deleting namespace {DEMO_NAMESPACE}")
-    kubectl("delete", "namespace", DEMO_NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300)
-    step(f"helm uninstall {RELEASE} -n {OPERATOR_NAMESPACE}")
-    helm("uninstall", RELEASE, "-n", OPERATOR_NAMESPACE, "--ignore-not-found", "--wait")
-    kubectl("delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found", "--wait=false")
+    steps = Steps("demo-down", 3)
+    kc = steps.run("cluster", "finding the cluster", "a few seconds", providers.ensure_cluster)
+    os.environ["KUBECONFIG"] = str(kc)
+    steps.run(
+        "namespace",
+        f"deleting namespace {DEMO_NAMESPACE}",
+        "about 30 s",
+        lambda: kubectl(
+            "delete", "namespace", DEMO_NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300
+        ),
+    )
+
+    def uninstall() -> None:
+        helm("uninstall", RELEASE, "-n", OPERATOR_NAMESPACE, "--ignore-not-found", "--wait")
+        kubectl("delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found", "--wait=false")
+
+    steps.run(
+        "uninstall", f"helm uninstall {RELEASE} -n {OPERATOR_NAMESPACE}", "about 30 s", uninstall
+    )
     return 0
 
 
