@@ -12,9 +12,9 @@ from tornado_operator import settings as settings_mod
 
 
 def run(cfg: settings_mod.Settings) -> None:
-    from tornado_operator import handlers
+    # Importing the handlers registers them with kopf; they get `cfg` through kopf's memo.
+    from tornado_operator import handlers  # noqa: F401
 
-    handlers.configured = cfg
     kopf.configure(
         debug=cfg.log_level == "DEBUG",
         log_format=kopf.LogFormat.JSON if cfg.log_format == "json" else kopf.LogFormat.FULL,
@@ -33,6 +33,7 @@ def run(cfg: settings_mod.Settings) -> None:
         peering_name=None if cfg.standalone else cfg.peering,
         priority=None if cfg.standalone else cfg.effective_priority(),
         liveness_endpoint=f"http://0.0.0.0:{cfg.health_port}/healthz",
+        memo=kopf.Memo(settings=cfg),
     )
 
 

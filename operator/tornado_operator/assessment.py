@@ -12,6 +12,7 @@ from typing import Any
 
 from tornado_operator import conditions, labels, rendering
 from tornado_operator.conditions import DEGRADED, PROGRESSING, READY, Condition
+from tornado_operator.errors import Problem
 
 JSONDict = dict[str, Any]
 
@@ -30,14 +31,6 @@ CONFIG_REASONS = frozenset(
 # A container that has restarted this often and is not running now is crash-looping even
 # when the kubelet's back-off has not yet renamed the state to CrashLoopBackOff.
 CRASH_RESTARTS = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class Blocker:
-    """A problem found by the operator itself, before or while applying the children."""
-
-    reason: str
-    message: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +53,7 @@ def _container_statuses(pod: JSONDict) -> list[JSONDict]:
     )
 
 
-def pod_problem(pod: JSONDict) -> Blocker | None:
+def pod_problem(pod: JSONDict) -> Problem | None:
     """Image pull failures, crash loops and bad container config seen on one pod."""
     name = (pod.get("metadata") or {}).get("name", "?")
     for cs in _container_statuses(pod):
@@ -69,17 +62,16 @@ def pod_problem(pod: JSONDict) -> Blocker | None:
         detail = waiting.get("message") or ""
         if reason in IMAGE_PULL_REASONS:
             image = cs.get("image") or "?"
-            return Blocker(
-                "ImagePullFailed",
-                f"pod {name} cannot pull image {image} ({reason}): {detail}".rstrip(": ")
+            return Problem(
+                reason="ImagePullFailed",
+                message=f"pod {name} cannot pull image {image} ({reason}): {detail}".rstrip(": ")
                 + ". Check spec.image, spec.imagePullSecrets and that the image exists.",
             )
         if reason in CONFIG_REASONS:
-            return Blocker(
-                "ContainerConfigError",
-                f"pod {name} cannot start container {cs.get('name')} ({reason}): {detail}".rstrip(
-                    ": "
-                ),
+            where = f"pod {name} cannot start container {cs.get('name')}"
+            return Problem(
+                reason="ContainerConfigError",
+                message=f"{where} ({reason}): {detail}".rstrip(": "),
             )
         terminated = (cs.get("lastState") or {}).get("terminated") or {}
         running = "running" in (cs.get("state") or {})
@@ -89,9 +81,9 @@ def pod_problem(pod: JSONDict) -> Blocker | None:
         if crashing:
             exit_code = terminated.get("exitCode", "?")
             why = terminated.get("reason") or "Error"
-            return Blocker(
-                "CrashLoopBackOff",
-                f"container {cs.get('name')} of pod {name} keeps exiting (last exit code "
+            return Problem(
+                reason="CrashLoopBackOff",
+                message=f"container {cs.get('name')} of pod {name} keeps exiting (last exit code "
                 f"{exit_code}, {why}; {cs.get('restartCount', 0)} restarts). Check its logs: "
                 f"kubectl logs {name} --previous",
             )
@@ -125,9 +117,13 @@ def assess(
     default_image: str,
     deployment: JSONDict | None,
     pods: Sequence[JSONDict],
-    blocker: Blocker | None,
+    blocker: Problem | None,
 ) -> Assessment:
-    """Conditions and status fields from what is live. `spec` is None when it is invalid."""
+    """Conditions and status fields from what is live. `spec` is None when it is invalid.
+
+    `blocker` is a problem the operator itself found before or while applying the children
+    (invalid spec, a same-named object it does not own, a rejected apply): it wins over what
+    the pods say."""
     dstatus = (deployment or {}).get("status") or {}
     if deployment is not None:
         desired = int((deployment.get("spec") or {}).get("replicas", 1))
@@ -161,8 +157,9 @@ def assess(
     if problem is None and deployment is not None:
         failure = _deployment_condition(deployment, "ReplicaFailure")
         if failure and failure.get("status") == "True":
-            problem = Blocker(
-                "ReplicaFailure", str(failure.get("message") or "pods cannot be created")
+            problem = Problem(
+                reason="ReplicaFailure",
+                message=str(failure.get("message") or "pods cannot be created"),
             )
         progressing = _deployment_condition(deployment, "Progressing")
         if (
@@ -171,10 +168,12 @@ def assess(
             and progressing.get("status") == "False"
             and progressing.get("reason") == "ProgressDeadlineExceeded"
         ):
-            problem = Blocker(
-                "ProgressDeadlineExceeded",
-                f"the rollout made no progress within spec.rollout.progressDeadlineSeconds: "
-                f"{progressing.get('message', '')}".rstrip(": "),
+            problem = Problem(
+                reason="ProgressDeadlineExceeded",
+                message="the rollout made no progress within "
+                f"spec.rollout.progressDeadlineSeconds: {progressing.get('message', '')}".rstrip(
+                    ": "
+                ),
             )
 
     generation_seen = deployment is not None and int(dstatus.get("observedGeneration") or 0) >= int(

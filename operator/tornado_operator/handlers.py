@@ -2,8 +2,8 @@
 
 Importing this module registers the handlers with kopf's default registry; `tornado-operator
 run` does that, and so can `kopf run -m tornado_operator.handlers` (tests use kopf's
-KopfRunner that way). Settings come from the CLI when it runs the operator, else from the
-TORNADO_OPERATOR_* environment.
+KopfRunner that way). Settings come in kopf's memo (`memo.settings`) when the CLI runs the
+operator, else from the TORNADO_OPERATOR_* environment.
 """
 
 from __future__ import annotations
@@ -15,26 +15,23 @@ from typing import Any, cast
 import kopf
 from prometheus_client import start_http_server
 
-from tornado_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION, kubeapi, labels
+from tornado_operator import FIELD_MANAGER, GROUP, kubeapi, labels
 from tornado_operator import settings as settings_mod
 from tornado_operator.assessment import Event
+from tornado_operator.children import CHILD_KINDS
 from tornado_operator.kubeapi import Kube
 from tornado_operator.reconcile import Reconciler, instance_of, parent_of
+from tornado_operator.resources import POD, TORNADO_SERVICE, Resource
 
 JSONDict = dict[str, Any]
 logger = logging.getLogger(__name__)
 
-# Set by the CLI before kopf starts; None when kopf loads this module itself.
-configured: settings_mod.Settings | None = None
 _metrics_port_started: int | None = None
 
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("policy", "v1", "poddisruptionbudgets"),
-)
 MANAGED = {labels.MANAGED_BY: FIELD_MANAGER}
+_TSVC = (TORNADO_SERVICE.group, TORNADO_SERVICE.version, TORNADO_SERVICE.plural)
+# Watched with the server-side filter MANAGED_SELECTOR: every child kind, and the pods.
+WATCHED: tuple[Resource, ...] = (*CHILD_KINDS, POD)
 
 
 def post_event(parent: JSONDict, event: Event) -> None:
@@ -64,7 +61,10 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-    cfg = configured or settings_mod.from_env()
+    cfg = memo.get("settings")
+    if not isinstance(cfg, settings_mod.Settings):
+        # kopf loaded this module itself (`kopf run -m`): no CLI put settings in the memo.
+        cfg = memo["settings"] = settings_mod.from_env()
     # kopf's own state goes into annotations under our group: the status schema would prune
     # unknown status fields, and annotations survive any CRD schema.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -79,10 +79,9 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    for group, version, plural in CHILD_RESOURCES:
-        key = (version, plural) if not group else (group, version, plural)
+    for resource in WATCHED:
+        key = (resource.group, resource.version, resource.plural)
         settings.watching.label_selectors[key] = labels.MANAGED_SELECTOR
-    settings.watching.label_selectors["v1", "pods"] = labels.MANAGED_SELECTOR
     kube = Kube.from_environment()
     if settings.peering.mandatory and not settings.peering.standalone:
         await _require_peering(kube, settings.peering.name, cfg)
@@ -134,31 +133,31 @@ async def _reconcile_parent(name: str, namespace: str | None, memo: Any, retry: 
     if not namespace:
         return
     outcome = await _reconciler(memo).reconcile(namespace, name, trigger="parent", retry=retry)
-    failure = outcome.failure
-    if failure is not None and not failure.permanent:
+    problem = outcome.problem
+    if problem is not None and not problem.permanent:
         # kopf keeps the retry count in our annotations, so backoff survives restarts.
-        raise kopf.TemporaryError(failure.message, delay=failure.delay(retry))
+        raise kopf.TemporaryError(problem.message, delay=problem.delay(retry))
     # Permanent failures are already visible as Degraded plus a Warning Event; the next spec
     # change brings a new attempt. Returning (not raising) keeps kopf from retrying them.
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL, id="resume")
+@kopf.on.resume(*_TSVC, id="resume")
 async def on_resume(name: str, namespace: str | None, memo: Any, retry: int, **_: Any) -> None:
     await _reconcile_parent(name, namespace, memo, retry)
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL, id="create")
+@kopf.on.create(*_TSVC, id="create")
 async def on_create(name: str, namespace: str | None, memo: Any, retry: int, **_: Any) -> None:
     await _reconcile_parent(name, namespace, memo, retry)
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL, id="update")
+@kopf.on.update(*_TSVC, id="update")
 async def on_update(name: str, namespace: str | None, memo: Any, retry: int, **_: Any) -> None:
     await _reconcile_parent(name, namespace, memo, retry)
 
 
-async def _child_event(
-    body: kopf.Body, namespace: str | None, type: str | None, memo: kopf.Memo
+async def child_event(
+    body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
 ) -> None:
     # type None is the initial listing at startup: the resume handlers cover it.
     if type is None or not namespace:
@@ -168,35 +167,18 @@ async def _child_event(
         await _reconciler(memo).reconcile_soon(namespace, parent, trigger="child")
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def deployment_event(
-    body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
-) -> None:
-    await _child_event(body, namespace, type, memo)
+# One watch per child kind, all with the same handler.
+for _child in CHILD_KINDS:
+    kopf.on.event(
+        group=_child.group,
+        version=_child.version,
+        plural=_child.plural,
+        labels=MANAGED,
+        id=f"{_child.plural}-event",
+    )(child_event)
 
 
-@kopf.on.event("v1", "services", labels=MANAGED)
-async def service_event(
-    body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
-) -> None:
-    await _child_event(body, namespace, type, memo)
-
-
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-async def hpa_event(
-    body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
-) -> None:
-    await _child_event(body, namespace, type, memo)
-
-
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
-async def pdb_event(
-    body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
-) -> None:
-    await _child_event(body, namespace, type, memo)
-
-
-@kopf.on.event("v1", "pods", labels=MANAGED)
+@kopf.on.event(group=POD.group, version=POD.version, plural=POD.plural, labels=MANAGED)
 async def pod_event(
     body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
 ) -> None:

@@ -3,6 +3,9 @@
 Children are plain dicts (rendered manifests), so requests go through ApiClient's own
 serialization, authentication and TLS handling, without the typed models. Blocking calls run in
 worker threads so the kopf event loop never stalls.
+
+Every failure leaves this module as an `errors.APIError` (`errors.APIConnectionError` when the
+server never answered): no exception of the client library gets past it.
 """
 
 from __future__ import annotations
@@ -17,37 +20,31 @@ import kopf
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
-from tornado_operator import API_VERSION, FIELD_MANAGER, PLURAL
+from tornado_operator import FIELD_MANAGER
+from tornado_operator.errors import APIConnectionError, APIError
+from tornado_operator.resources import CLUSTER_PEERING, PEERING, TORNADO_SERVICE, Resource
 
 JSONDict = dict[str, Any]
 
 # (connect, read) seconds: a stuck API server shows up as a temporary failure, not a hang.
 REQUEST_TIMEOUT = (5.0, 30.0)
 
-_PATHS = {
-    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
-    ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
-    (
-        "autoscaling/v2",
-        "HorizontalPodAutoscaler",
-    ): "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
-    ("policy/v1", "PodDisruptionBudget"): "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
-    ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
-    (API_VERSION, "TornadoService"): f"/apis/{API_VERSION}/namespaces/{{ns}}/{PLURAL}",
-}
+
+def collection_path(resource: Resource, namespace: str | None = None) -> str:
+    """The REST path of a kind's objects (in `namespace` when the kind is namespaced)."""
+    prefix = f"/apis/{resource.group}" if resource.group else "/api"
+    path = f"{prefix}/{resource.version}"
+    if resource.namespaced:
+        if not namespace:
+            raise ValueError(f"{resource.kind} is namespaced: a namespace is needed")
+        path += f"/namespaces/{quote(namespace, safe='')}"
+    return f"{path}/{resource.plural}"
 
 
-def collection_path(api_version: str, kind: str, namespace: str) -> str:
-    try:
-        template = _PATHS[(api_version, kind)]
-    except KeyError:
-        raise ValueError(f"no API path known for {api_version} {kind}") from None
-    return template.format(ns=quote(namespace, safe=""))
-
-
-def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
-    return f"{collection_path(api_version, kind, namespace)}/{quote(name, safe='')}"
+def object_path(resource: Resource, namespace: str | None, name: str) -> str:
+    return f"{collection_path(resource, namespace)}/{quote(name, safe='')}"
 
 
 def load_configuration() -> Configuration:
@@ -85,7 +82,7 @@ def connection_info(cfg: Configuration) -> kopf.ConnectionInfo:
 
 
 class Kube:
-    """JSON requests to the API server. Every method raises ApiException on non-2xx."""
+    """JSON requests to the API server. Every method raises errors.APIError on failure."""
 
     def __init__(self, api_client: ApiClient) -> None:
         self._client = api_client
@@ -111,11 +108,20 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self._client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
-        data = response.read()  # type: ignore[no-untyped-call]
+        try:
+            response = self._client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
+            data = response.read()  # type: ignore[no-untyped-call]
+        except ApiException as exc:
+            # The client raises these itself for some answers (a 429 it retried) and for TLS
+            # failures (status 0).
+            raise APIError.from_response(int(exc.status or 0), exc.body, exc.reason) from exc
+        except (
+            HTTPError,
+            OSError,
+        ) as exc:  # refused, reset, timed out (TimeoutError is an OSError)
+            raise APIConnectionError(f"{type(exc).__name__}: {exc}") from exc
         if not 200 <= response.status <= 299:
-            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
-            raise ApiException(status=response.status, reason=response.reason, body=text)
+            raise APIError.from_response(response.status, data, response.reason)
         if not data:
             return None
         return json.loads(data)  # type: ignore[no-any-return]
@@ -133,39 +139,35 @@ class Kube:
             self.request_sync, method, path, query=query, body=body, content_type=content_type
         )
 
-    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> JSONDict | None:
+    async def get(self, resource: Resource, namespace: str, name: str) -> JSONDict | None:
         """The object, or None when it does not exist."""
         try:
-            return await self.request("GET", object_path(api_version, kind, namespace, name))
-        except ApiException as exc:
+            return await self.request("GET", object_path(resource, namespace, name))
+        except APIError as exc:
             if exc.status == 404:
                 return None
             raise
 
     async def peering_exists(self, name: str, namespace: str | None) -> bool:
         """Whether kopf's peering object exists (ClusterKopfPeering when namespace is None)."""
-        if namespace is None:
-            path = f"/apis/kopf.dev/v1/clusterkopfpeerings/{quote(name, safe='')}"
-        else:
-            ns, obj = quote(namespace, safe=""), quote(name, safe="")
-            path = f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings/{obj}"
+        resource = CLUSTER_PEERING if namespace is None else PEERING
         try:
-            await self.request("GET", path)
-        except ApiException as exc:
+            await self.request("GET", object_path(resource, namespace, name))
+        except APIError as exc:
             if exc.status == 404:
                 return False
             raise
         return True
 
-    async def list(
-        self, api_version: str, kind: str, namespace: str, selector: str
-    ) -> list[JSONDict]:
+    async def list(self, resource: Resource, namespace: str, selector: str) -> list[JSONDict]:
         result = await self.request(
-            "GET", collection_path(api_version, kind, namespace), query={"labelSelector": selector}
+            "GET", collection_path(resource, namespace), query={"labelSelector": selector}
         )
         return list((result or {}).get("items") or [])
 
-    async def apply(self, manifest: JSONDict, *, force: bool = True) -> JSONDict:
+    async def apply(
+        self, resource: Resource, manifest: JSONDict, *, force: bool = True
+    ) -> JSONDict:
         """Server-side apply under the operator's field manager.
 
         force=True takes over fields another manager set by hand on an object we own (a hand
@@ -173,9 +175,7 @@ class Kube:
         objects, clusterIP, annotations added by others) keep their owners.
         """
         meta = manifest["metadata"]
-        path = object_path(
-            manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
-        )
+        path = object_path(resource, meta["namespace"], meta["name"])
         query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
         result = await self.request(
             "PATCH", path, query=query, body=manifest, content_type="application/apply-patch+yaml"
@@ -183,9 +183,7 @@ class Kube:
         assert result is not None
         return result
 
-    async def delete_owned(
-        self, api_version: str, kind: str, namespace: str, name: str, uid: str
-    ) -> bool:
+    async def delete_owned(self, resource: Resource, namespace: str, name: str, uid: str) -> bool:
         """Delete an object only if it is still the one with this uid (a precondition the API
         server enforces), so a same-named object someone else created meanwhile survives."""
         body = {
@@ -195,15 +193,15 @@ class Kube:
             "propagationPolicy": "Background",
         }
         try:
-            await self.request("DELETE", object_path(api_version, kind, namespace, name), body=body)
-        except ApiException as exc:
+            await self.request("DELETE", object_path(resource, namespace, name), body=body)
+        except APIError as exc:
             if exc.status in (404, 409):
                 return False
             raise
         return True
 
     async def patch_status(self, namespace: str, name: str, status: JSONDict) -> JSONDict | None:
-        path = object_path(API_VERSION, "TornadoService", namespace, name) + "/status"
+        path = object_path(TORNADO_SERVICE, namespace, name) + "/status"
         try:
             return await self.request(
                 "PATCH",
@@ -212,7 +210,7 @@ class Kube:
                 body={"status": status},
                 content_type="application/merge-patch+json",
             )
-        except ApiException as exc:
+        except APIError as exc:
             if exc.status == 404:
                 return None
             raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
@@ -32,23 +34,27 @@ APPLIES = Counter(
 
 
 class ManagedObjects:
-    """Which kinds each TornadoService currently has, feeding the MANAGED gauge."""
+    """Which kinds each TornadoService currently has, feeding the MANAGED gauge.
 
-    KINDS = (
-        "TornadoService",
-        "Deployment",
-        "Service",
-        "HorizontalPodAutoscaler",
-        "PodDisruptionBudget",
-    )
+    Counts per kind are kept and moved by the difference of each update, so an update costs
+    the number of kinds that changed, not a recount of every TornadoService.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, parent_kind: str, child_kinds: Iterable[str]) -> None:
+        self._parent_kind = parent_kind
         self._by_parent: dict[tuple[str, str], frozenset[str]] = {}
+        self._counts = dict.fromkeys((parent_kind, *child_kinds), 0)
+        for kind in self._counts:
+            MANAGED.labels(kind=kind).set(0)
 
     def set(self, key: tuple[str, str], kinds: frozenset[str] | None) -> None:
+        """Record the kinds one TornadoService has now; None when it is gone."""
+        old = self._by_parent.pop(key, frozenset())
         if kinds is None:
-            self._by_parent.pop(key, None)
+            new: frozenset[str] = frozenset()
         else:
-            self._by_parent[key] = kinds | {"TornadoService"}
-        for kind in self.KINDS:
-            MANAGED.labels(kind=kind).set(sum(1 for ks in self._by_parent.values() if kind in ks))
+            new = (kinds | {self._parent_kind}).intersection(self._counts)
+            self._by_parent[key] = new
+        for kind in old ^ new:
+            self._counts[kind] += 1 if kind in new else -1
+            MANAGED.labels(kind=kind).set(self._counts[kind])

@@ -13,9 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
-
 from tornado_operator import (
     API_VERSION,
     KIND,
@@ -26,8 +23,11 @@ from tornado_operator import (
     metrics,
     rendering,
 )
-from tornado_operator.assessment import Blocker, Event
+from tornado_operator.assessment import Event
+from tornado_operator.children import CHILD_KINDS, DEPLOYMENT, Children, render_children
+from tornado_operator.errors import APIError, Problem
 from tornado_operator.kubeapi import Kube
+from tornado_operator.resources import POD, TORNADO_SERVICE
 from tornado_operator.validation import InvalidSpecError, validated_spec
 
 JSONDict = dict[str, Any]
@@ -44,11 +44,23 @@ CHILD_RETRY_LIMIT = 6
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What one reconcile achieved. `failure` is None on success."""
+    """What one reconcile achieved. `problem` is None on success."""
 
-    failure: errors.Failure | None = None
+    problem: Problem | None = None
     changed: tuple[str, ...] = ()  # kinds whose live object changed (created or restored)
     gone: bool = False  # the TornadoService no longer exists (or is being deleted)
+
+
+@dataclasses.dataclass(frozen=True)
+class Applied:
+    """What applying the children did."""
+
+    changed: tuple[str, ...] = ()  # kinds whose live object changed, in apply order
+    deployment: JSONDict | None = None  # the live Deployment, as the apply returned it
+    # A same-named object that is not ours: nothing at all was touched.
+    conflict: Problem | None = None
+    # An API call failed part-way; `changed` lists what was applied before it.
+    error: Problem | None = None
 
 
 def owned_by(obj: JSONDict, uid: str) -> bool:
@@ -85,7 +97,7 @@ class Reconciler:
         self.kube = kube
         self.default_image = default_image
         self.post_event = post_event
-        self.managed = metrics.ManagedObjects()
+        self.managed = metrics.ManagedObjects(KIND, [child.kind for child in CHILD_KINDS])
         self._locks: dict[Key, asyncio.Lock] = {}
         self._pending: set[Key] = set()
         self._retrying: set[Key] = set()
@@ -117,8 +129,8 @@ class Reconciler:
             self._pending.discard(key)
             outcome = await self._timed(namespace, name, trigger=trigger, retry=0)
         if (
-            outcome.failure is not None
-            and not outcome.failure.permanent
+            outcome.problem is not None
+            and not outcome.problem.permanent
             and key not in self._retrying
         ):
             self._retrying.add(key)
@@ -132,7 +144,7 @@ class Reconciler:
             for attempt in range(CHILD_RETRY_LIMIT):
                 await asyncio.sleep(errors.backoff(attempt))
                 outcome = await self.reconcile(namespace, name, trigger=trigger, retry=attempt + 1)
-                if outcome.failure is None or outcome.failure.permanent:
+                if outcome.problem is None or outcome.problem.permanent:
                     return
         finally:
             self._retrying.discard(key)
@@ -147,11 +159,11 @@ class Reconciler:
             raise
         finally:
             metrics.DURATION.observe(time.monotonic() - started)
-        if outcome.failure is None:
+        if outcome.problem is None:
             result = "ok"
         else:
-            result = "permanent" if outcome.failure.permanent else "temporary"
-            metrics.ERRORS.labels(reason=outcome.failure.reason).inc()
+            result = "permanent" if outcome.problem.permanent else "temporary"
+            metrics.ERRORS.labels(reason=outcome.problem.reason).inc()
         metrics.RECONCILES.labels(trigger=trigger, result=result).inc()
         if outcome.gone:
             self.managed.set((namespace, name), None)
@@ -162,8 +174,8 @@ class Reconciler:
 
     async def _reconcile(self, namespace: str, name: str, *, trigger: str, retry: int) -> Outcome:
         try:
-            parent = await self.kube.get(API_VERSION, KIND, namespace, name)
-        except (ApiException, HTTPError, OSError) as exc:
+            parent = await self.kube.get(TORNADO_SERVICE, namespace, name)
+        except APIError as exc:
             return Outcome(errors.classify(exc, f"reading TornadoService {name}"))
         if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
             # Deletion is garbage collection's job: children carry ownerReferences.
@@ -174,23 +186,23 @@ class Reconciler:
         try:
             spec = validated_spec(parent.get("spec"))
         except InvalidSpecError as exc:
-            message = f"the spec does not match the TornadoService schema: {exc}"
-            await self._safe_status(parent, None, None, Blocker("InvalidSpec", message))
-            return Outcome(errors.Failure(True, 0, "InvalidSpec", str(exc)))
+            invalid = Problem(
+                reason="InvalidSpec",
+                message=f"the spec does not match the TornadoService schema: {exc}",
+                permanent=True,
+            )
+            await self._safe_status(parent, None, None, invalid)
+            return Outcome(invalid)
 
-        children = rendering.render_children(info, spec, self.default_image)
-        changed: list[str] = []
-        try:
-            blocker, deployment = await self._apply_children(parent, info, children, changed)
-        except (ApiException, HTTPError, OSError) as exc:
-            apply_failure = errors.classify(exc, "applying children")
-            if apply_failure.permanent or retry >= DEGRADE_AFTER_RETRIES:
-                problem = Blocker(apply_failure.reason, apply_failure.message)
-                await self._safe_status(parent, spec, None, problem)
-            return Outcome(apply_failure, tuple(changed))
+        children = render_children(info, spec, self.default_image)
+        applied = await self._apply_children(info, children)
+        if applied.error is not None:
+            if applied.error.permanent or retry >= DEGRADE_AFTER_RETRIES:
+                await self._safe_status(parent, spec, None, applied.error)
+            return Outcome(applied.error, applied.changed)
 
-        if changed and trigger in ("child", "pod"):
-            for kind in changed:
+        if applied.changed and trigger in ("child", "pod"):
+            for kind in applied.changed:
                 self.post_event(
                     parent,
                     Event(
@@ -199,87 +211,73 @@ class Reconciler:
                         f"restored {kind} {name} to the TornadoService spec",
                     ),
                 )
-        failure: errors.Failure | None = None
-        if blocker is not None:
-            failure = errors.Failure(
-                False, 409, blocker.reason, blocker.message, min_delay=errors.SLOW_RETRY_SECONDS
-            )
         try:
-            pods = await self.kube.list("v1", "Pod", namespace, labels.selector_string(name))
-        except (ApiException, HTTPError, OSError) as exc:
-            return Outcome(errors.classify(exc, "listing pods"), tuple(changed))
-        await self._safe_status(parent, spec, deployment, blocker, pods)
-        if blocker is None:
+            pods = await self.kube.list(POD, namespace, labels.selector_string(name))
+        except APIError as exc:
+            return Outcome(errors.classify(exc, "listing pods"), applied.changed)
+        await self._safe_status(parent, spec, applied.deployment, applied.conflict, pods)
+        if applied.conflict is None:
             kinds = frozenset(c["kind"] for c in children.all())
             self.managed.set((namespace, name), kinds)
-        return Outcome(failure, tuple(changed))
+        return Outcome(applied.conflict, applied.changed)
 
-    async def _apply_children(
-        self,
-        parent: JSONDict,
-        info: rendering.Parent,
-        children: rendering.Children,
-        changed: list[str],
-    ) -> tuple[Blocker | None, JSONDict | None]:
+    async def _apply_children(self, info: rendering.Parent, children: Children) -> Applied:
         """Apply every desired child and remove our unwanted ones, unless one of them exists
         and is not ours: then nothing at all is touched."""
-        wanted: list[tuple[str, str, JSONDict | None]] = [
-            ("apps/v1", "Deployment", children.deployment),
-            ("v1", "Service", children.service),
-            ("autoscaling/v2", "HorizontalPodAutoscaler", children.hpa),
-            ("policy/v1", "PodDisruptionBudget", children.pdb),
-        ]
-        live: dict[str, JSONDict | None] = {}
-        for api_version, kind, manifest in wanted:
-            obj = await self.kube.get(api_version, kind, info.namespace, info.name)
-            live[kind] = obj
-            if obj is not None and manifest is not None and not owned_by(obj, info.uid):
-                return (
-                    Blocker(
-                        "ResourceConflict",
-                        f"a {kind} named {info.name} already exists in namespace {info.namespace} "
-                        f"and is not owned by this TornadoService; the operator leaves it alone. "
-                        f"Delete or rename that {kind}, or give the TornadoService another name.",
-                    ),
-                    None,
-                )
-        deployment: JSONDict | None = None
-        for api_version, kind, manifest in wanted:
-            obj = live[kind]
-            if manifest is None:
-                if obj is not None and owned_by(obj, info.uid):
-                    uid = str(obj["metadata"]["uid"])
-                    if await self.kube.delete_owned(
-                        api_version, kind, info.namespace, info.name, uid
-                    ):
-                        logger.info(
-                            "deleted %s %s/%s: no longer wanted", kind, info.namespace, info.name
-                        )
-                        metrics.APPLIES.labels(kind=kind, changed="deleted").inc()
-                continue
-            result = await self.kube.apply(manifest)
-            did_change = _rv(result) != _rv(obj)
-            metrics.APPLIES.labels(kind=kind, changed=str(did_change).lower()).inc()
-            if did_change:
-                changed.append(kind)
-                logger.info(
-                    "%s %s %s/%s", "updated" if obj else "created", kind, info.namespace, info.name
-                )
-            if kind == "Deployment":
-                deployment = result
-        return None, deployment
+        changed: list[str] = []
+        try:
+            live: dict[str, JSONDict | None] = {}
+            for child in CHILD_KINDS:
+                obj = await self.kube.get(child, info.namespace, info.name)
+                live[child.kind] = obj
+                wanted = children[child.kind] is not None
+                if obj is not None and wanted and not owned_by(obj, info.uid):
+                    return Applied(conflict=_conflict(child.kind, info))
+            deployment: JSONDict | None = None
+            for child in CHILD_KINDS:
+                obj = live[child.kind]
+                manifest = children[child.kind]
+                if manifest is None:
+                    if obj is not None and owned_by(obj, info.uid):
+                        uid = str(obj["metadata"]["uid"])
+                        if await self.kube.delete_owned(child, info.namespace, info.name, uid):
+                            logger.info(
+                                "deleted %s %s/%s: no longer wanted",
+                                child.kind,
+                                info.namespace,
+                                info.name,
+                            )
+                            metrics.APPLIES.labels(kind=child.kind, changed="deleted").inc()
+                    continue
+                result = await self.kube.apply(child, manifest)
+                did_change = _rv(result) != _rv(obj)
+                metrics.APPLIES.labels(kind=child.kind, changed=str(did_change).lower()).inc()
+                if did_change:
+                    changed.append(child.kind)
+                    logger.info(
+                        "%s %s %s/%s",
+                        "updated" if obj else "created",
+                        child.kind,
+                        info.namespace,
+                        info.name,
+                    )
+                if child is DEPLOYMENT:
+                    deployment = result
+        except APIError as exc:
+            return Applied(changed=tuple(changed), error=errors.classify(exc, "applying children"))
+        return Applied(changed=tuple(changed), deployment=deployment)
 
     async def _safe_status(
         self,
         parent: JSONDict,
         spec: JSONDict | None,
         deployment: JSONDict | None,
-        blocker: Blocker | None,
+        blocker: Problem | None,
         pods: list[JSONDict] | None = None,
     ) -> None:
         try:
             await self._write_status(parent, spec, deployment, pods or [], blocker)
-        except (ApiException, HTTPError, OSError) as exc:
+        except APIError as exc:
             # The next reconcile writes it; a status write must not turn success into failure.
             logger.warning("could not write status of %s: %s", parent["metadata"]["name"], exc)
 
@@ -289,7 +287,7 @@ class Reconciler:
         spec: JSONDict | None,
         deployment: JSONDict | None,
         pods: list[JSONDict],
-        blocker: Blocker | None,
+        blocker: Problem | None,
     ) -> None:
         meta = parent["metadata"]
         old_status: JSONDict = parent.get("status") or {}
@@ -316,3 +314,14 @@ class Reconciler:
             await self.kube.patch_status(meta["namespace"], meta["name"], status)
         for event in assessment.transition_events(old_conditions, found.conditions):
             self.post_event(parent, event)
+
+
+def _conflict(kind: str, info: rendering.Parent) -> Problem:
+    return Problem(
+        reason="ResourceConflict",
+        message=f"a {kind} named {info.name} already exists in namespace {info.namespace} "
+        f"and is not owned by this TornadoService; the operator leaves it alone. "
+        f"Delete or rename that {kind}, or give the TornadoService another name.",
+        # Retried slowly until that object is gone; it is not an API failure.
+        retry_after=errors.SLOW_RETRY_SECONDS,
+    )

@@ -3,6 +3,10 @@
 No I/O here. The same inputs always give the same manifests, which is what makes reconciling
 level-based: whether the spec was just created, edited, or the operator restarted, applying
 these manifests with server-side apply converges to one state.
+
+Each `render_*` function gives one child's body (metadata and spec), or None when that child
+must not exist; the kind table, `children.CHILD_KINDS`, adds apiVersion and kind, so where a
+kind lives in the API is written only there.
 """
 
 from __future__ import annotations
@@ -27,19 +31,6 @@ class Parent:
     name: str
     namespace: str
     uid: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Children:
-    """The desired children. `hpa`/`pdb` are None when they must not exist."""
-
-    deployment: JSONDict
-    service: JSONDict
-    hpa: JSONDict | None
-    pdb: JSONDict | None
-
-    def all(self) -> list[JSONDict]:
-        return [m for m in (self.deployment, self.service, self.hpa, self.pdb) if m is not None]
 
 
 def owner_reference(parent: Parent) -> JSONDict:
@@ -178,8 +169,6 @@ def render_deployment(parent: Parent, spec: JSONDict, default_image: str) -> JSO
     if spec.get("podAnnotations"):
         template_meta["annotations"] = dict(spec["podAnnotations"])
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
         "metadata": _metadata(parent, image),
         "spec": {
             "replicas": desired_replicas(spec),
@@ -212,8 +201,6 @@ def render_service(parent: Parent, spec: JSONDict, default_image: str) -> JSONDi
         port["nodePort"] = svc["nodePort"]
     image = resolve_image(spec, default_image)
     return {
-        "apiVersion": "v1",
-        "kind": "Service",
         "metadata": _metadata(parent, image, svc.get("annotations")),
         "spec": {
             "type": svc["type"],
@@ -257,8 +244,6 @@ def render_hpa(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict |
     if "behavior" in auto:
         hpa_spec["behavior"] = auto["behavior"]
     return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
         "metadata": _metadata(parent, resolve_image(spec, default_image)),
         "spec": hpa_spec,
     }
@@ -287,21 +272,9 @@ def render_pdb(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict |
     else:
         pdb_spec["maxUnavailable"] = pdb.get("maxUnavailable", 1)
     return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
         "metadata": _metadata(parent, resolve_image(spec, default_image)),
         "spec": pdb_spec,
     }
-
-
-def render_children(parent: Parent, spec: JSONDict, default_image: str) -> Children:
-    """All desired children for a validated, defaulted spec."""
-    return Children(
-        deployment=render_deployment(parent, spec, default_image),
-        service=render_service(parent, spec, default_image),
-        hpa=render_hpa(parent, spec, default_image),
-        pdb=render_pdb(parent, spec, default_image),
-    )
 
 
 def service_url(name: str, namespace: str, spec: JSONDict) -> str:

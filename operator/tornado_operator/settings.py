@@ -1,4 +1,10 @@
-"""Operator settings from command-line flags, falling back to the environment."""
+"""Operator settings from command-line flags, falling back to the environment.
+
+`SETTINGS` is the one table of them (as the service template's config.py has one): each row names
+the Settings field, its flag, its TORNADO_OPERATOR_* variable, its parser and its help. The
+`run` parser and the environment fallback are both derived from it. The CLI hands the result
+to kopf in its `memo`; when kopf loads the handlers itself, they read the environment.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,8 @@ import dataclasses
 import os
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from tornado_operator import DEFAULT_IMAGE
 
@@ -45,29 +52,147 @@ class Settings:
         return self.priority if self.priority is not None else random.randint(*PRIORITY_RANGE)
 
 
-def _port(value: str, name: str, allow_zero: bool = False) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise SettingsError(f"{name} must be a port number, got {value!r}") from None
+# A parser gets the raw text and where it came from (a flag or a variable name, for messages).
+Parser = Callable[[str, str], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    field: str  # the Settings field
+    flag: str  # long option of `run`
+    env: str  # variable name after ENV_PREFIX
+    parse: Parser
+    help: str
+    show_default: bool = True  # append "(default X)" to the help
+    short: str | None = None
+    metavar: str | None = None
+    repeatable: bool = False  # the flag may be given more than once; values join with ","
+    switch: bool = False  # a flag without a value; the variable is true for 1, true or yes
+
+    @property
+    def variable(self) -> str:
+        return ENV_PREFIX + self.env
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    @property
+    def default(self) -> Any:
+        return _FIELDS[self.field].default
+
+
+def _port(name: str, allow_zero: bool = False) -> Parser:
     low = 0 if allow_zero else 1
-    if not low <= port <= 65535:
-        raise SettingsError(f"{name} must be between {low} and 65535, got {port}")
-    return port
+
+    def parse(value: str, _where: str) -> int:
+        try:
+            port = int(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be a port number, got {value!r}") from None
+        if not low <= port <= 65535:
+            raise SettingsError(f"{name} must be between {low} and 65535, got {port}")
+        return port
+
+    return parse
 
 
-def _namespaces(values: Sequence[str], name: str) -> tuple[str, ...]:
+def _namespaces(value: str, where: str) -> tuple[str, ...]:
     out: list[str] = []
-    for raw in values:
-        for item in raw.split(","):
-            ns = item.strip()
-            if not ns:
-                continue
-            if len(ns) > 63 or not _DNS_LABEL.match(ns):
-                raise SettingsError(f"{name}: {ns!r} is not a valid namespace name")
-            if ns not in out:
-                out.append(ns)
+    for item in value.split(","):
+        ns = item.strip()
+        if not ns:
+            continue
+        if len(ns) > 63 or not _DNS_LABEL.match(ns):
+            raise SettingsError(f"{where}: {ns!r} is not a valid namespace name")
+        if ns not in out:
+            out.append(ns)
     return tuple(out)
+
+
+def _image(value: str, _where: str) -> str:
+    if any(c.isspace() for c in value):
+        raise SettingsError(f"default image {value!r} must not contain whitespace")
+    return value
+
+
+def _log_format(value: str, _where: str) -> str:
+    log_format = value.lower()
+    if log_format not in ("json", "plain"):
+        raise SettingsError(f"log format must be json or plain, got {log_format!r}")
+    return log_format
+
+
+def _log_level(value: str, _where: str) -> str:
+    log_level = value.upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"log level must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    return log_level
+
+
+def _peering(value: str, _where: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise SettingsError(f"peering name {value!r} is not a valid object name")
+    return value
+
+
+def _switch(value: str, _where: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
+
+
+def _priority(value: str, _where: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"priority must be an integer, got {value!r}") from None
+
+
+def _peering_wait(value: str, _where: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise SettingsError(f"peering wait must be 0..3600 seconds, got {value!r}")
+    return seconds
+
+
+# fmt: off
+SETTINGS: tuple[Setting, ...] = (
+    Setting("namespaces", "--namespace", "NAMESPACES", _namespaces,
+            "watch this namespace (repeatable); env TORNADO_OPERATOR_NAMESPACES (comma list). "
+            "Default: all namespaces",
+            show_default=False, short="-n", metavar="NS", repeatable=True),
+    Setting("default_image", "--default-image", "DEFAULT_IMAGE", _image,
+            "image when spec.image is unset"),
+    Setting("health_port", "--health-port", "HEALTH_PORT", _port("health port"),
+            "liveness endpoint /healthz port"),
+    Setting("metrics_port", "--metrics-port", "METRICS_PORT", _port("metrics port", True),
+            "Prometheus /metrics port, 0 to disable"),
+    Setting("log_format", "--log-format", "LOG_FORMAT", _log_format, "json or plain"),
+    Setting("log_level", "--log-level", "LOG_LEVEL", _log_level,
+            "DEBUG, INFO, WARNING or ERROR"),
+    Setting("peering", "--peering", "PEERING", _peering, "kopf peering object name"),
+    Setting("standalone", "--standalone", "STANDALONE", _switch,
+            "no peering (development only)", show_default=False, switch=True),
+    Setting("peering_wait_seconds", "--peering-wait", "PEERING_WAIT", _peering_wait,
+            "seconds to wait at start for the peering object before giving up"),
+    Setting("priority", "--priority", "PRIORITY", _priority,
+            "peering priority; default: random per process, so exactly one replica is active",
+            show_default=False),
+)
+# fmt: on
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+ALL_NAMESPACES_HELP = "watch all namespaces (the default)"
+
+
+def _help(setting: Setting) -> str:
+    if not setting.show_default:
+        return setting.help
+    default = setting.default
+    shown = f"{default:g}" if isinstance(default, float) else str(default)
+    return f"{setting.help} (default {shown})"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -81,108 +206,44 @@ def parser() -> argparse.ArgumentParser:
         help="run the operator",
         description="Run the operator. Every flag falls back to a TORNADO_OPERATOR_* variable.",
     )
-    run.add_argument(
-        "--namespace",
-        "-n",
-        action="append",
-        default=None,
-        metavar="NS",
-        help="watch this namespace (repeatable); env TORNADO_OPERATOR_NAMESPACES (comma list). "
-        "Default: all namespaces",
-    )
-    run.add_argument(
-        "--all-namespaces", "-A", action="store_true", help="watch all namespaces (the default)"
-    )
-    run.add_argument(
-        "--default-image", help=f"image when spec.image is unset (default {DEFAULT_IMAGE})"
-    )
-    run.add_argument("--health-port", help="liveness endpoint /healthz port (default 8081)")
-    run.add_argument("--metrics-port", help="Prometheus /metrics port, 0 to disable (default 8080)")
-    run.add_argument("--log-format", help="json or plain (default json)")
-    run.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
-    run.add_argument("--peering", help="kopf peering object name (default tornado-operator)")
-    run.add_argument(
-        "--standalone", action="store_true", default=None, help="no peering (development only)"
-    )
-    run.add_argument(
-        "--peering-wait",
-        help="seconds to wait at start for the peering object before giving up (default 120)",
-    )
-    run.add_argument(
-        "--priority",
-        help="peering priority; default: random per process, so exactly one replica is active",
-    )
+    for setting in SETTINGS:
+        names = [setting.flag, *([setting.short] if setting.short else [])]
+        options: dict[str, Any] = {"dest": setting.dest, "help": _help(setting)}
+        if setting.switch:
+            options.update(action="store_true", default=None)
+        elif setting.repeatable:
+            options.update(action="append", default=None, metavar=setting.metavar)
+        elif setting.metavar:
+            options["metavar"] = setting.metavar
+        run.add_argument(*names, **options)
+        if setting.field == "namespaces":
+            # Not a setting of its own: the explicit spelling of the namespaces' default.
+            run.add_argument(
+                "--all-namespaces", "-A", action="store_true", help=ALL_NAMESPACES_HELP
+            )
     return p
 
 
 def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from parsed `run` flags; unset flags fall back to the environment."""
+    """Settings from parsed `run` flags; unset flags fall back to the environment. An empty
+    value means the default; `--all-namespaces` overrides the environment's namespaces."""
     env = os.environ if env is None else env
-
-    def pick(flag: object, var: str) -> str | None:
-        if flag is not None:
-            return str(flag)
-        value = env.get(ENV_PREFIX + var)
-        return value if value not in (None, "") else None
-
-    base = Settings()
     if args.all_namespaces and args.namespace:
         raise SettingsError("--namespace and --all-namespaces exclude each other")
-    if args.all_namespaces:
-        namespaces: tuple[str, ...] = ()
-    elif args.namespace:
-        namespaces = _namespaces(args.namespace, "--namespace")
-    else:
-        namespaces = _namespaces(
-            [env.get(ENV_PREFIX + "NAMESPACES", "")], ENV_PREFIX + "NAMESPACES"
-        )
-
-    image = pick(args.default_image, "DEFAULT_IMAGE") or base.default_image
-    if any(c.isspace() for c in image):
-        raise SettingsError(f"default image {image!r} must not contain whitespace")
-    health = pick(args.health_port, "HEALTH_PORT")
-    metrics = pick(args.metrics_port, "METRICS_PORT")
-    log_format = (pick(args.log_format, "LOG_FORMAT") or base.log_format).lower()
-    if log_format not in ("json", "plain"):
-        raise SettingsError(f"log format must be json or plain, got {log_format!r}")
-    log_level = (pick(args.log_level, "LOG_LEVEL") or base.log_level).upper()
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise SettingsError(f"log level must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
-    peering = pick(args.peering, "PEERING") or base.peering
-    if len(peering) > 253 or not _DNS_SUBDOMAIN.match(peering):
-        raise SettingsError(f"peering name {peering!r} is not a valid object name")
-    standalone_raw = pick(args.standalone, "STANDALONE")
-    standalone = standalone_raw is not None and standalone_raw.lower() in ("1", "true", "yes")
-    priority_raw = pick(args.priority, "PRIORITY")
-    priority = None
-    if priority_raw is not None:
-        try:
-            priority = int(priority_raw)
-        except ValueError:
-            raise SettingsError(f"priority must be an integer, got {priority_raw!r}") from None
-    wait_raw = pick(args.peering_wait, "PEERING_WAIT")
-    peering_wait = base.peering_wait_seconds
-    if wait_raw is not None:
-        try:
-            peering_wait = float(wait_raw)
-        except ValueError:
-            peering_wait = -1.0
-        if not 0 <= peering_wait <= 3600:
-            raise SettingsError(f"peering wait must be 0..3600 seconds, got {wait_raw!r}")
-    return Settings(
-        namespaces=namespaces,
-        default_image=image,
-        health_port=_port(health, "health port") if health else base.health_port,
-        metrics_port=_port(metrics, "metrics port", allow_zero=True)
-        if metrics
-        else base.metrics_port,
-        log_format=log_format,
-        log_level=log_level,
-        peering=peering,
-        standalone=standalone,
-        priority=priority,
-        peering_wait_seconds=peering_wait,
-    )
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.field == "namespaces" and args.all_namespaces:
+            continue  # the default: all namespaces
+        flag = getattr(args, setting.dest)
+        if flag is not None:
+            raw = ",".join(flag) if setting.repeatable else str(flag)
+            where = setting.flag
+        else:
+            raw = env.get(setting.variable) or ""
+            where = setting.variable
+        if raw:
+            values[setting.field] = setting.parse(raw, where)
+    return dataclasses.replace(Settings(), **values)
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:

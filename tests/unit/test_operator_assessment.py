@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tornado_operator import DEFAULT_IMAGE, assessment, conditions, validation
-from tornado_operator.assessment import Blocker
+from tornado_operator.errors import Problem
 
 SPEC = validation.validated_spec({"replicas": 2})
 
@@ -45,7 +45,7 @@ def pod(name: str = "hello-1", **container: Any) -> dict[str, Any]:
 def assess(
     dep: dict[str, Any] | None,
     pods: list[dict[str, Any]] | None = None,
-    blocker: Blocker | None = None,
+    blocker: Problem | None = None,
     spec: dict[str, Any] | None = SPEC,
 ) -> assessment.Assessment:
     return assessment.assess(
@@ -209,7 +209,7 @@ def test_unschedulable_pods() -> None:
 
 
 def test_operator_blocker_wins() -> None:
-    blocker = Blocker("ResourceConflict", "a Deployment named hello already exists")
+    blocker = Problem(reason="ResourceConflict", message="a Deployment named hello already exists")
     c = by_type(assess(None, blocker=blocker))
     for t in ("Ready", "Degraded"):
         assert c[t].reason == "ResourceConflict"
@@ -218,7 +218,7 @@ def test_operator_blocker_wins() -> None:
 
 
 def test_invalid_spec_has_no_url() -> None:
-    a = assess(None, blocker=Blocker("InvalidSpec", "spec.port: ..."), spec=None)
+    a = assess(None, blocker=Problem(reason="InvalidSpec", message="spec.port: ..."), spec=None)
     assert "url" not in a.fields and a.fields["replicaSummary"] == "0/0"
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import kubernetes_validate
 import pytest
 from tornado_operator import DEFAULT_IMAGE, rendering, validation
+from tornado_operator.children import CHILD_KINDS, Children, render_children
 
 PARENT = rendering.Parent(
     name="hello", namespace="apps", uid="0b7d6a3e-1111-2222-3333-444455556666"
@@ -14,11 +16,11 @@ PARENT = rendering.Parent(
 K8S_VERSION = "1.34.0"
 
 
-def render(spec: dict[str, Any]) -> rendering.Children:
-    return rendering.render_children(PARENT, validation.validated_spec(spec), DEFAULT_IMAGE)
+def render(spec: dict[str, Any]) -> Children:
+    return render_children(PARENT, validation.validated_spec(spec), DEFAULT_IMAGE)
 
 
-def container(children: rendering.Children) -> dict[str, Any]:
+def container(children: Children) -> dict[str, Any]:
     [c] = children.deployment["spec"]["template"]["spec"]["containers"]
     return c  # type: ignore[no-any-return]
 
@@ -44,6 +46,31 @@ def container(children: rendering.Children) -> dict[str, Any]:
 def test_manifests_match_the_kubernetes_schemas(spec: dict[str, Any]) -> None:
     for manifest in render(spec).all():
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+def test_children_come_from_the_kind_table_in_apply_order() -> None:
+    rendered = render({"replicas": 2, "autoscaling": {"enabled": True}})
+    assert list(rendered) == [
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    ]
+    assert [(m["apiVersion"], m["kind"]) for m in rendered.all()] == [
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("policy/v1", "PodDisruptionBudget"),
+    ]
+    assert [m["kind"] for m in render({}).all()] == ["Deployment", "Service"]
+    assert [c.kind for c in CHILD_KINDS if not c.optional] == ["Deployment", "Service"]
+
+
+def test_a_required_child_cannot_be_left_out() -> None:
+    [service] = [c for c in CHILD_KINDS if c.kind == "Service"]
+    broken = dataclasses.replace(service, render=lambda *_: None)
+    with pytest.raises(ValueError, match="Service is not optional"):
+        broken.manifest(PARENT, validation.validated_spec({}), DEFAULT_IMAGE)
 
 
 def test_deployment_defaults() -> None:
@@ -164,8 +191,8 @@ def test_service() -> None:
                 "annotations": {"a": "b"},
             }
         }
-    ).service
-    assert svc["spec"]["type"] == "NodePort"
+    )["Service"]
+    assert svc is not None and svc["spec"]["type"] == "NodePort"
     assert svc["spec"]["ports"] == [
         {
             "name": "http",
@@ -191,7 +218,7 @@ def test_hpa_targets_the_tornadoservice_scale_subresource() -> None:
                 "targetMemoryUtilizationPercentage": 75,
             }
         }
-    ).hpa
+    )["HorizontalPodAutoscaler"]
     assert hpa is not None
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {
@@ -205,7 +232,7 @@ def test_hpa_targets_the_tornadoservice_scale_subresource() -> None:
         for m in hpa["spec"]["metrics"]
     }
     assert targets == {"cpu": 60, "memory": 75}
-    assert render({}).hpa is None
+    assert render({})["HorizontalPodAutoscaler"] is None
 
 
 def test_hpa_behavior_passes_through() -> None:
@@ -215,7 +242,8 @@ def test_hpa_behavior_passes_through() -> None:
             "policies": [{"type": "Pods", "value": 1, "periodSeconds": 30}],
         }
     }
-    hpa = render({"autoscaling": {"enabled": True, "behavior": behavior}}).hpa
+    rendered = render({"autoscaling": {"enabled": True, "behavior": behavior}})
+    hpa = rendered["HorizontalPodAutoscaler"]
     assert hpa is not None and hpa["spec"]["behavior"] == behavior
 
 
@@ -254,7 +282,7 @@ def test_deployment_replicas(replicas: int, auto: dict[str, Any] | None, expecte
     ],
 )
 def test_pdb_only_when_more_than_one_replica_can_run(spec: dict[str, Any], wanted: bool) -> None:
-    pdb = render(spec).pdb
+    pdb = render(spec)["PodDisruptionBudget"]
     assert (pdb is not None) is wanted
     if pdb is not None:
         assert pdb["spec"]["maxUnavailable"] == 1
@@ -262,7 +290,7 @@ def test_pdb_only_when_more_than_one_replica_can_run(spec: dict[str, Any], wante
 
 
 def test_pdb_min_available() -> None:
-    pdb = render({"replicas": 3, "podDisruptionBudget": {"minAvailable": 2}}).pdb
+    pdb = render({"replicas": 3, "podDisruptionBudget": {"minAvailable": 2}})["PodDisruptionBudget"]
     assert (
         pdb is not None and pdb["spec"]["minAvailable"] == 2 and "maxUnavailable" not in pdb["spec"]
     )

@@ -94,3 +94,51 @@ def test_peering_wait_from_flag_and_environment() -> None:
 def test_bad_peering_wait_is_named(bad: str) -> None:
     with pytest.raises(s.SettingsError, match=f"peering wait must be 0..3600 seconds, got '{bad}'"):
         parse(["--peering-wait", bad])
+
+
+def test_one_row_per_setting() -> None:
+    fields = [f.name for f in s.dataclasses.fields(s.Settings)]
+    assert sorted(row.field for row in s.SETTINGS) == sorted(fields)
+    assert len({row.flag for row in s.SETTINGS}) == len(fields)
+    assert len({row.env for row in s.SETTINGS}) == len(fields)
+
+
+GOOD = {
+    "namespaces": ("a,b", ("a", "b")),
+    "default_image": ("example/x:1", "example/x:1"),
+    "health_port": ("9001", 9001),
+    "metrics_port": ("0", 0),
+    "log_format": ("plain", "plain"),
+    "log_level": ("debug", "DEBUG"),
+    "peering": ("ops", "ops"),
+    "standalone": ("yes", True),
+    "peering_wait_seconds": ("2.5", 2.5),
+    "priority": ("7", 7),
+}
+
+
+@pytest.mark.parametrize("row", s.SETTINGS, ids=lambda row: row.field)
+def test_flag_and_variable_of_each_row(row: s.Setting) -> None:
+    raw, value = GOOD[row.field]
+    assert getattr(parse([], {row.variable: raw}), row.field) == value
+    argv = [row.flag] if row.switch else [row.flag, raw]
+    assert getattr(parse(argv), row.field) == value
+    assert getattr(parse([], {row.variable: ""}), row.field) == row.default
+
+
+def test_help_names_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "500")
+    text = " ".join(s.parser()._subparsers._group_actions[0].choices["run"].format_help().split())
+    assert "[--namespace NS] [--all-namespaces] [--default-image DEFAULT_IMAGE]" in text
+    for line in (
+        f"image when spec.image is unset (default {DEFAULT_IMAGE})",
+        "liveness endpoint /healthz port (default 8081)",
+        "Prometheus /metrics port, 0 to disable (default 8080)",
+        "json or plain (default json)",
+        "DEBUG, INFO, WARNING or ERROR (default INFO)",
+        "kopf peering object name (default tornado-operator)",
+        "seconds to wait at start for the peering object before giving up (default 120)",
+        "--namespace NS, -n NS",
+        "--all-namespaces, -A",
+    ):
+        assert line in text

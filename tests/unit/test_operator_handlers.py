@@ -1,0 +1,90 @@
+"""The kopf wiring: watches derived from the kind table, settings through kopf's memo."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+import pytest
+from kopf._core.intents import registries
+from tornado_operator import FIELD_MANAGER, handlers, labels
+from tornado_operator import __main__ as cli
+from tornado_operator import settings as settings_mod
+from tornado_operator.children import CHILD_KINDS
+from tornado_operator.reconcile import Reconciler
+
+MANAGED = {labels.MANAGED_BY: FIELD_MANAGER}
+
+
+def watching() -> dict[tuple[str | None, str | None, str | None], Any]:
+    registry = registries.get_default_registry()
+    return {
+        (h.selector.group, h.selector.version, h.selector.plural): h
+        for h in registry._watching.get_all_handlers()
+        if h.selector is not None
+    }
+
+
+def test_one_watch_per_child_kind_and_the_pods() -> None:
+    found = watching()
+    for child in CHILD_KINDS:
+        handler = found[(child.group, child.version, child.plural)]
+        assert handler.fn is handlers.child_event
+        assert handler.labels == MANAGED
+    pods = found[("", "v1", "pods")]
+    assert pods.fn is handlers.pod_event and pods.labels == MANAGED
+    assert len(found) == len(CHILD_KINDS) + 1
+    ids = [h.id for h in found.values()]
+    assert len(set(ids)) == len(ids)
+
+
+class FakeKube:
+    pass
+
+
+def run_configure(memo: kopf.Memo, monkeypatch: pytest.MonkeyPatch) -> kopf.OperatorSettings:
+    monkeypatch.setattr(handlers.Kube, "from_environment", classmethod(lambda cls: FakeKube()))
+    started: list[int] = []
+    monkeypatch.setattr(handlers, "_start_metrics", started.append)
+    settings = kopf.OperatorSettings()
+    asyncio.run(handlers.configure(settings=settings, memo=memo))
+    return settings
+
+
+def test_startup_reads_settings_from_the_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORNADO_OPERATOR_DEFAULT_IMAGE", "from/env:1")
+    cfg = settings_mod.Settings(default_image="from/memo:2", metrics_port=0)
+    memo = kopf.Memo(settings=cfg)
+    settings = run_configure(memo, monkeypatch)
+    reconciler = memo["reconciler"]
+    assert isinstance(reconciler, Reconciler) and reconciler.default_image == "from/memo:2"
+    assert memo["settings"] is cfg
+    for resource in handlers.WATCHED:
+        assert (
+            settings.watching.label_selectors[resource.group, resource.version, resource.plural]
+            == labels.MANAGED_SELECTOR
+        )
+    assert len(settings.watching.label_selectors) == len(CHILD_KINDS) + 1
+
+
+def test_startup_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As when kopf loads the module itself (`kopf run -m tornado_operator.handlers`).
+    monkeypatch.setenv("TORNADO_OPERATOR_DEFAULT_IMAGE", "from/env:1")
+    memo = kopf.Memo()
+    run_configure(memo, monkeypatch)
+    assert memo["settings"] == settings_mod.from_env()
+    assert memo["reconciler"].default_image == "from/env:1"
+
+
+def test_cli_hands_settings_to_kopf_in_the_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(kopf, "configure", lambda **_: None)
+    assert cli.main(["run", "--default-image", "flag/x:3", "--standalone"]) == 0
+    [kwargs] = calls
+    cfg = kwargs["memo"]["settings"]
+    assert isinstance(cfg, settings_mod.Settings)
+    assert cfg.default_image == "flag/x:3" and cfg.standalone
+    assert kwargs["standalone"] is True and kwargs["clusterwide"]
+    assert not hasattr(handlers, "configured")
