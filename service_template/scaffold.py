@@ -8,7 +8,7 @@ letters, digits and '-', starting with a letter (for example `order-status`).
 The new service gets:
   - its Python package, NAME with '-' turned into '_' (order_status),
     run as `python -m order_status`;
-  - its image name, NAME, tagged 0.1.0;
+  - its image name, NAME, tagged with the template's version (hello/__init__.py);
   - a sample TornadoService manifest in deploy/tornadoservice.yaml;
   - the template's tests, which pass as soon as the service is created.
 
@@ -27,7 +27,9 @@ from pathlib import Path
 TEMPLATE_ROOT = Path(__file__).resolve().parent
 TEMPLATE_PACKAGE = "hello"
 TEMPLATE_IMAGE = "tornado-operator/service-template"
-VERSION = "0.1.0"
+# The template's version is written once, in its package (released with the operator, whose
+# version it matches; a unit test checks both).
+_VERSION_LINE = re.compile(r'^__version__ = "([^"]+)"$', re.MULTILINE)
 
 # What is not part of a new service: this script, caches, and fetched wheels.
 _SKIP = {"scaffold.py", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "wheels"}
@@ -48,6 +50,15 @@ _TAKEN = {"tornado", "prometheus_client", "pytest", "_pytest", "pluggy", "suppor
 
 class ScaffoldError(Exception):
     pass
+
+
+def template_version() -> str:
+    """The template package's __version__, read without importing it."""
+    init = TEMPLATE_ROOT / TEMPLATE_PACKAGE / "__init__.py"
+    match = _VERSION_LINE.search(init.read_text(encoding="utf-8"))
+    if match is None:
+        raise ScaffoldError(f"{init} has no __version__ line")
+    return match.group(1)
 
 
 def package_for(name: str) -> str:
@@ -133,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     package = package_for(args.name)
     print(
         f"Created service {args.name} in {output}: package {package}, "
-        f"image {args.name}:{VERSION}, manifest deploy/tornadoservice.yaml.\n"
+        f"image {args.name}:{template_version()}, manifest deploy/tornadoservice.yaml.\n"
         f"Next: cd {output} && python -m pip install -r requirements-test.txt "
         f"&& python -m pytest && python -m {package}"
     )

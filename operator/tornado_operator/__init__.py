@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# The one place the version is written: packaging (pyproject.toml), the default image tag and
+# the tests that check the chart, the template and the docs against it all read it from here.
 __version__ = "0.1.0"
 
 GROUP = "tornado-operator.dev"
@@ -10,4 +12,5 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "TornadoService"
 PLURAL = "tornadoservices"
 FIELD_MANAGER = "tornado-operator"
-DEFAULT_IMAGE = "tornado-operator/service-template:0.1.0"
+# The bundled service template, released with the operator.
+DEFAULT_IMAGE = f"tornado-operator/service-template:{__version__}"
