@@ -15,13 +15,13 @@ from typing import Any, cast
 import kopf
 from prometheus_client import start_http_server
 
-from tornado_operator import FIELD_MANAGER, GROUP, kubeapi, labels
+from tornado_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION, kubeapi, labels
 from tornado_operator import settings as settings_mod
 from tornado_operator.assessment import Event
 from tornado_operator.children import CHILD_KINDS
 from tornado_operator.kubeapi import Kube
 from tornado_operator.reconcile import Reconciler, instance_of, parent_of
-from tornado_operator.resources import POD, TORNADO_SERVICE, Resource
+from tornado_operator.resources import POD, Resource
 
 JSONDict = dict[str, Any]
 logger = logging.getLogger(__name__)
@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 _metrics_port_started: int | None = None
 
 MANAGED = {labels.MANAGED_BY: FIELD_MANAGER}
-_TSVC = (TORNADO_SERVICE.group, TORNADO_SERVICE.version, TORNADO_SERVICE.plural)
 # Watched with the server-side filter MANAGED_SELECTOR: every child kind, and the pods.
 WATCHED: tuple[Resource, ...] = (*CHILD_KINDS, POD)
 
@@ -141,17 +140,17 @@ async def _reconcile_parent(name: str, namespace: str | None, memo: Any, retry: 
     # change brings a new attempt. Returning (not raising) keeps kopf from retrying them.
 
 
-@kopf.on.resume(*_TSVC, id="resume")
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="resume")
 async def on_resume(name: str, namespace: str | None, memo: Any, retry: int, **_: Any) -> None:
     await _reconcile_parent(name, namespace, memo, retry)
 
 
-@kopf.on.create(*_TSVC, id="create")
+@kopf.on.create(GROUP, VERSION, PLURAL, id="create")
 async def on_create(name: str, namespace: str | None, memo: Any, retry: int, **_: Any) -> None:
     await _reconcile_parent(name, namespace, memo, retry)
 
 
-@kopf.on.update(*_TSVC, id="update")
+@kopf.on.update(GROUP, VERSION, PLURAL, id="update")
 async def on_update(name: str, namespace: str | None, memo: Any, retry: int, **_: Any) -> None:
     await _reconcile_parent(name, namespace, memo, retry)
 
