@@ -59,12 +59,68 @@ def test_status_and_scale_subresources() -> None:
 def test_printer_columns() -> None:
     [version] = crd.crd()["spec"]["versions"]
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Ready", "Replicas", "Image", "URL", "Age"]
+    assert list(columns) == ["Ready", "Replicas", "Concurrency", "Image", "URL", "Age"]
     assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
     status = crd.openapi_schema()["properties"]["status"]["properties"]
     for name in ("Replicas", "Image", "URL"):
         field = columns[name].removeprefix(".status.")
         assert field in status, f"printer column {name} points at undeclared {columns[name]}"
+
+
+def test_concurrency_printer_column_is_wide_only() -> None:
+    [version] = crd.crd()["spec"]["versions"]
+    [column] = [c for c in version["additionalPrinterColumns"] if c["name"] == "Concurrency"]
+    assert column["jsonPath"] == ".status.autoscaling.observedConcurrency"
+    assert (column["type"], column["priority"]) == ("number", 1)
+    status = crd.openapi_schema()["properties"]["status"]["properties"]
+    assert status["autoscaling"]["properties"]["observedConcurrency"]["type"] == "number"
+    # Every other column stays in plain `kubectl get`, as before.
+    assert all(
+        c.get("priority", 0) == 0 for c in version["additionalPrinterColumns"] if c is not column
+    )
+
+
+def test_autoscaling_metric_and_target_concurrency() -> None:
+    auto = crd.spec_schema()["properties"]["autoscaling"]
+    metric = auto["properties"]["metric"]
+    assert (metric["type"], metric["enum"], metric["default"]) == (
+        "string",
+        ["cpu", "concurrency"],
+        "cpu",
+    )
+    target = auto["properties"]["targetConcurrency"]
+    assert target["type"] == "number" and "default" not in target
+    assert [r["rule"] for r in target["x-kubernetes-validations"]] == ["self > 0.0"]
+    messages = [r["message"] for r in auto["x-kubernetes-validations"]]
+    assert any("targetConcurrency may only be set with" in m for m in messages)
+    assert any("targetConcurrency is required with" in m for m in messages)
+    assert any(m.startswith("spec.autoscaling.targetMemoryUtilizationPercentage") for m in messages)
+    assert any(m.startswith("spec.autoscaling.targetCPUUtilizationPercentage") for m in messages)
+    # The metric contract and the algorithm are documented where the reference renders them.
+    assert "http_requests_in_flight" in metric["description"]
+    assert (
+        "panic" in target["description"] and "stabilizationWindowSeconds" in target["description"]
+    )
+
+
+def test_status_autoscaling_fields() -> None:
+    status = crd.openapi_schema()["properties"]["status"]["properties"]["autoscaling"]
+    types = {name: node["type"] for name, node in status["properties"].items()}
+    assert types == {
+        "metric": "string",
+        "observedConcurrency": "number",
+        "panicMode": "boolean",
+        "desiredReplicas": "integer",
+        "readyPods": "integer",
+        "scrapedPods": "integer",
+        "missingPods": "integer",
+        "requestRate": "number",
+        "lastScaleTime": "string",
+        "lastScaleReason": "string",
+        "message": "string",
+    }
+    assert status["properties"]["lastScaleTime"]["format"] == "date-time"
+    assert all(node.get("description") for node in status["properties"].values())
 
 
 def _walk(schema: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
