@@ -11,7 +11,7 @@ set -euo pipefail
 
 CACHE=${1:?usage: build-binaries.sh CACHE_DIR [COMPONENT...]}
 shift
-COMPONENTS=(pause etcd helm metrics-server kubernetes coredns)
+COMPONENTS=(pause etcd helm metrics-server kubernetes coredns kwok)
 [ "$CACHE" != --components ] || { echo "${COMPONENTS[*]}"; exit 0; }
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=hack/versions.env
@@ -113,6 +113,21 @@ build_coredns() {
   go get -tool "github.com/coredns/coredns@v$COREDNS_VERSION"
   go build -trimpath -ldflags "-s -w" -o "$BIN/coredns" github.com/coredns/coredns
   "$BIN/coredns" -version
+}
+
+what_kwok="kwok $KWOK_VERSION (fake nodes for scale tests: up --fake-nodes N) from the Go module proxy"
+cold_kwok="about 5 min cold"
+cached_kwok() { [ -x "$BIN/kwok" ] && reports "v$KWOK_VERSION" "$BIN/kwok" --version; }
+build_kwok() {
+  local W="$CACHE/build/kwok-$KWOK_VERSION"
+  rm -rf "$W"; mkdir -p "$W"; cd "$W"
+  # Pinned to v0.7: v0.8 and later ship no default stages in the binary, so pods on its nodes never
+  # become Ready without a stage configuration. A wrapper module, like the others.
+  printf 'module local/kwokbuild\n\ngo 1.24.0\n' > go.mod
+  go get -tool "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
+  go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
+    -o "$BIN/kwok" sigs.k8s.io/kwok/cmd/kwok
+  "$BIN/kwok" --version
 }
 
 what_pause="pause (the pod sandbox), a tiny Go program"

@@ -1,6 +1,7 @@
 """`python -m hack.cluster`: one tool for a real cluster, kind where it works, local otherwise.
 
-`python -m hack.cluster up|down|status|kubeconfig|load IMAGE...|build-images [template] [operator]`
+`python -m hack.cluster up [--fake-nodes N]|down|status|kubeconfig|load IMAGE...|build-images
+[template] [operator]`
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import subprocess
 import sys
 
 from hack import procs
-from hack.cluster import kind, local, providers
+from hack.cluster import fakenodes, kind, local, providers
 from hack.paths import paths
 
 
@@ -21,6 +22,14 @@ def main(argv: list[str] | None = None) -> int:
         "up", help="start a cluster (or say it is up) and print its kubeconfig path"
     )
     upp.add_argument("--provider", choices=["auto", "kind", "local"], default="auto")
+    upp.add_argument(
+        "--fake-nodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run kwok and make sure N fake nodes exist (local cluster only; "
+        "pods need the toleration and nodeSelector of hack/cluster/fakenodes.py)",
+    )
     sub.add_parser("down", help="stop the local cluster and remove everything it added to the host")
     sub.add_parser("status", help="exit 0 when the local cluster is up; list its components")
     sub.add_parser("kubeconfig", help="print the kubeconfig path of the cluster in use")
@@ -37,7 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     p = paths()
     try:
         if args.cmd == "up":
-            print(providers.ensure_cluster(args.provider))
+            in_use = providers.ensure_cluster(args.provider)
+            if args.fake_nodes:
+                if in_use != p.kubeconfig:
+                    raise RuntimeError(
+                        f"--fake-nodes needs the project's local cluster; the cluster in use is "
+                        f"{in_use} (use --provider local)"
+                    )
+                fakenodes.ensure(p, args.fake_nodes)
+            print(in_use)
         elif args.cmd == "down":
             if kind.running():
                 kind.down()
@@ -46,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             comps = local.running_components(p)
             for name, pid in comps.items():
                 print(f"{name:26} {'running, pid ' + str(pid) if pid else 'stopped'}")
+            kwok = fakenodes.pid(p)
+            kwok_state = f"running, pid {kwok}" if kwok else "stopped (optional: up --fake-nodes N)"
+            print(f"{fakenodes.NAME:26} {kwok_state}")
             up = local.is_up(p)
+            if up and kwok:
+                nodes = fakenodes.fake_nodes(p)
+                print(f"fake nodes: {len(nodes)} ({sum(nodes.values())} Ready)")
             print(f"local cluster: {'up' if up else 'down'}")
             return 0 if up else 1
         elif args.cmd == "kubeconfig":
@@ -61,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             refs = providers.build_images(args.which)
             if not args.no_load:
                 providers.load_images(refs)
-    except local.PrerequisiteError as e:
+    except (local.PrerequisiteError, fakenodes.FakeNodesError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (procs.StartError, RuntimeError, subprocess.CalledProcessError) as e:

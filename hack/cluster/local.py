@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hack import images, procs
-from hack.cluster import addons
+from hack.cluster import addons, fakenodes
 from hack.kubetools import kubectl
 from hack.paths import (
     API_PORT,
@@ -45,6 +45,8 @@ COMPONENTS = [
     "kubelet",
     "kube-proxy",
 ]
+# The controller manager's and scheduler's own client limits (default 20 and 50 requests/s).
+SCALE_CLIENT_FLAGS = ["--kube-api-qps=500", "--kube-api-burst=1000"]
 IPT_COMMENT = "tornado-operator local cluster"
 # Docker sets the FORWARD policy to DROP; pods on our bridge must still talk.
 FORWARD_RULES = [
@@ -409,6 +411,9 @@ def _start_control_plane(p: Paths) -> None:
             "--use-service-account-credentials=true",
             # Faster autoscaling feedback than the 15s default, so HPA tests finish sooner.
             "--horizontal-pod-autoscaler-sync-period=5s",
+            # client-go's default 20 requests/s would make the controllers, not the API server,
+            # the limit of a scale test (1000 Deployments are 1000 ReplicaSets and 2000 pods).
+            *SCALE_CLIENT_FLAGS,
         ],
     )
     procs.start(
@@ -421,6 +426,7 @@ def _start_control_plane(p: Paths) -> None:
             f"--authorization-kubeconfig={p.state / 'scheduler.conf'}",
             "--bind-address=127.0.0.1",
             "--leader-elect=false",
+            *SCALE_CLIENT_FLAGS,
         ],
     )
     procs.wait_until(
@@ -475,7 +481,7 @@ def _start_node(p: Paths) -> None:
 
 
 def down(p: Paths, log: Callable[[str], None] = print) -> None:
-    stopped = []
+    stopped = ["kwok"] if fakenodes.stop(p) else []
     for name in reversed(COMPONENTS):
         if name == "containerd":
             _kill_containers(p)
