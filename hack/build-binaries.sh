@@ -33,7 +33,7 @@ reports() { local out; out=$("${@:2}" 2>&1) && [[ $out == *"$1"* ]]; }
 
 K8S_BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm"
 what_kubernetes="Kubernetes $KUBERNETES_VERSION (control plane, kubelet, kube-proxy, kubectl, kubeadm) from the Go module proxy"
-cold_kubernetes="about 9 min cold"
+cold_kubernetes="about 12 min cold"
 cached_kubernetes() {
   local b
   for b in $K8S_BINARIES; do [ -x "$BIN/$b" ] || return 1; done
@@ -76,21 +76,41 @@ build_etcd() {
   "$BIN/etcd" --version
 }
 
-what_helm="helm $HELM_VERSION from the Go module proxy"
+what_helm="helm $HELM_VERSION from the Go module proxy, stamped with Kubernetes ${KUBERNETES_VERSION%.*}"
 cold_helm="about 3 min cold"
-cached_helm() { [ -x "$BIN/helm" ] && reports "v$HELM_VERSION" "$BIN/helm" version --short; }
+# helm's offline Kubernetes version (what `helm template` and `helm lint` assume without a cluster)
+# is set at link time, as helm's own Makefile does; unstamped it is v1.20.0, and `helm template`
+# refuses a chart with `kubeVersion: >=1.29`. So the cache check asks helm what it assumes.
+HELM_KUBE_VERSION="v${KUBERNETES_VERSION%.*}.0"
+helm_assumes() {
+  local chart out
+  chart=$(mktemp -d)
+  mkdir "$chart/templates"
+  printf 'apiVersion: v2\nname: stamp\nversion: 0.1.0\n' >"$chart/Chart.yaml"
+  printf '# kube {{ .Capabilities.KubeVersion.Version }}\n' >"$chart/templates/v.yaml"
+  out=$("$BIN/helm" template stamp "$chart" 2>&1) || true
+  rm -rf "$chart"
+  [[ $out == *"# kube $1"* ]]
+}
+cached_helm() {
+  [ -x "$BIN/helm" ] && reports "v$HELM_VERSION" "$BIN/helm" version --short \
+    && helm_assumes "$HELM_KUBE_VERSION"
+}
 build_helm() {
-  local W="$CACHE/build/helm-$HELM_VERSION"
+  local W="$CACHE/build/helm-$HELM_VERSION" K=$KUBERNETES_VERSION LDF="-s -w" v
   rm -rf "$W"; mkdir -p "$W"; cd "$W"
   printf 'module local/helmbuild\n\ngo 1.25.0\n' > go.mod
   go get -tool "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
-  go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
-    -o "$BIN/helm" helm.sh/helm/v3/cmd/helm
+  LDF="$LDF -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION"
+  for v in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    LDF="$LDF -X $v.k8sVersionMajor=${K%%.*} -X $v.k8sVersionMinor=$(echo "$K" | cut -d. -f2)"; done
+  go build -trimpath -ldflags "$LDF" -o "$BIN/helm" helm.sh/helm/v3/cmd/helm
   "$BIN/helm" version --short
+  helm_assumes "$HELM_KUBE_VERSION" || { echo "helm does not assume Kubernetes $HELM_KUBE_VERSION" >&2; exit 1; }
 }
 
 what_metrics_server="metrics-server $METRICS_SERVER_VERSION from the Go module proxy"
-cold_metrics_server="about 3 min cold"
+cold_metrics_server="about 6 min cold"
 cached_metrics_server() {
   [ -x "$BIN/metrics-server" ] && reports "v$METRICS_SERVER_VERSION" "$BIN/metrics-server" --version
 }
@@ -104,7 +124,7 @@ build_metrics_server() {
 }
 
 what_coredns="CoreDNS $COREDNS_VERSION from the Go module proxy"
-cold_coredns="about 2 min cold"
+cold_coredns="about 4 min cold"
 cached_coredns() { [ -x "$BIN/coredns" ] && reports "CoreDNS-$COREDNS_VERSION" "$BIN/coredns" -version; }
 build_coredns() {
   local W="$CACHE/build/coredns-$COREDNS_VERSION"
