@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, pid in comps.items():
                 print(f"{name:26} {'running, pid ' + str(pid) if pid else 'stopped'}")
             kwok = fakenodes.pid(p)
-            kwok_state = f"running, pid {kwok}" if kwok else "stopped (optional: up --fake-nodes N)"
+            kwok_state = f"running, pid {kwok}" if kwok else "off (optional: up --fake-nodes N)"
             print(f"{fakenodes.NAME:26} {kwok_state}")
             up = local.is_up(p)
             if up and kwok:

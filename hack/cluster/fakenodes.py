@@ -85,6 +85,7 @@ def argv(p: Paths) -> list[str]:
         f"--node-ip={FAKE_NODE_IP}",
         f"--server-address={HEALTH_ADDRESS}",
         "--node-lease-duration-seconds=40",
+        "--v=WARN",  # INFO is a line per pod and node status patch
     ]
 
 
