@@ -51,7 +51,7 @@ def _path_line() -> str:
 
 def main() -> int:
     started = time.monotonic()
-    steps = Steps("demo", 7)
+    steps = Steps("demo", 7)  # the seven steps.run calls below
     provider, kubeconfig = cluster(steps)
     os.environ["KUBECONFIG"] = kubeconfig
 
@@ -63,7 +63,7 @@ def main() -> int:
     )
     refs = steps.run(
         "images",
-        f"building {images.TEMPLATE_IMAGE} and {images.OPERATOR_IMAGE} on {base}",
+        f"building the service-template and operator images {images.PROJECT_VERSION} on {base}",
         "about 2 min cold",
         lambda: [images.build_template_image(), images.build_operator_image()],
     )

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tornado_operator import __version__ as PROJECT_VERSION
+from tornado_operator import __version__
 
 from hack import procs
 from hack.paths import PAUSE_IMAGE, REPO, Paths, paths
@@ -28,6 +28,7 @@ from hack.paths import PAUSE_IMAGE, REPO, Paths, paths
 # The local stand-in for python:3.11-slim-bookworm; bump the suffix to rebuild it.
 BASE_IMAGE = "tornado-operator.local/bookworm-python3:1"
 # Image tags are the project's version, which the operator package owns.
+PROJECT_VERSION = __version__
 TEMPLATE_IMAGE = f"tornado-operator/service-template:{PROJECT_VERSION}"
 OPERATOR_IMAGE = f"tornado-operator/operator:{PROJECT_VERSION}"
 
