@@ -416,8 +416,14 @@ def total(samples: Samples | None, name: str, **match: str | Callable[[str], boo
     return acc if found else None
 
 
-def delta(after: float | None, before: float | None) -> float | None:
-    return None if after is None or before is None else after - before
+def grew(
+    before: Samples | None, after: Samples | None, name: str, **match: str | Callable[[str], bool]
+) -> float | None:
+    """How much a counter grew between two scrapes; None when the operator does not export it.
+
+    A labelled counter has no samples before its first increment, so absent before is 0."""
+    now = total(after, name, **match)
+    return None if now is None else now - (total(before, name, **match) or 0.0)
 
 
 def breakdown(before: Samples | None, after: Samples | None, name: str) -> dict[str, float]:
@@ -445,10 +451,7 @@ def op_writes(before: Samples | None, after: Samples | None) -> float | None:
     def is_write(verb: str) -> bool:
         return verb.lower() not in READ_VERBS
 
-    after_total = total(after, API_REQUESTS, verb=is_write)
-    if after_total is None:
-        return None
-    return after_total - (total(before, API_REQUESTS, verb=is_write) or 0.0)
+    return grew(before, after, API_REQUESTS, verb=is_write)
 
 
 def api_writes(before: Samples, after: Samples, code: str | None = None) -> float:
@@ -509,12 +512,14 @@ class Operator:
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.started = 0.0
+        self.tag = ""
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self.has_metrics = True
         exe = Path(sys.executable).parent / "tornado-operator"
         self.exe = str(exe) if exe.exists() else "tornado-operator"
 
     def start(self, tag: str) -> None:
+        self.tag = tag
         argv = [self.exe, "run", "--standalone"]
         argv += ["--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port)]
         for ns in self.namespaces or []:
@@ -562,6 +567,22 @@ class Operator:
                 raise BenchError(f"operator /metrics answered {r.status}")
             return parse_metrics(await r.text(), ("tornado_operator_",))
 
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise BenchError(f"the operator exited ({self.proc.returncode}). {self.log_tail()}")
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The operator's last log lines that are errors, else its last lines."""
+        path = self.logdir / f"operator-{self.tag}.log"
+        try:
+            text = path.read_text(errors="replace").splitlines()
+        except OSError:
+            return f"(no log at {path})"
+        errors = [ln for ln in text if '"severity": "error"' in ln or "Traceback" in ln]
+        picked = (errors or text)[-lines:]
+        return f"Operator log {path}:\n" + "\n".join(ln[:400] for ln in picked)
+
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -604,7 +625,7 @@ class Operator:
                 last_value, last_change = value, now
             elif now - last_change >= quiet:
                 return last_change, snap
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1)
         raise BenchError(f"the operator kept reconciling for {limit_s:.0f}s")
 
 
@@ -642,6 +663,32 @@ class Tracker:
             self.done[key] = received
             if len(self.done) == len(self.expected):
                 self.complete.set()
+
+
+async def wait_converged(op: Operator, tracker: Tracker, limit_s: float, stall_s: float) -> None:
+    """Until every service converged; fail early when nothing moves for `stall_s` seconds."""
+    n = len(tracker.expected)
+    start = time.monotonic()
+    deadline = start + limit_s
+    last_seen: tuple[Any, ...] = ()
+    last_progress = next_log = start
+    while not tracker.complete.is_set():
+        now = time.monotonic()
+        where = f"{len(tracker.done)}/{n} converged after {now - start:.0f}s"
+        op.check_alive()
+        if now > deadline:
+            raise BenchError(f"{where} (limit {limit_s:.0f}s). {op.log_tail()}")
+        snap = await op.metrics()
+        seen = (len(tracker.done), tracker.events, total(snap, RECONCILES), total(snap, APPLIES))
+        if seen != last_seen:
+            last_seen, last_progress = seen, now
+        elif now - last_progress > stall_s:
+            raise BenchError(f"no progress for {stall_s:.0f}s: {where}. {op.log_tail()}")
+        if now >= next_log:
+            log(f"operator: {where}")
+            next_log = now + 30
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tracker.complete.wait(), 2.0)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -887,8 +934,6 @@ async def phase_operator(
         await asyncio.sleep(2)  # let kopf open its watches before the clock starts
         m0 = await op.metrics()
         a0 = await apiserver_metrics(api)
-        if total(m0, API_REQUESTS) is None:
-            res.notes.append(f"the operator exports no {API_REQUESTS}: writes/service n/a")
         cpu0 = op.cpu_seconds()
 
         # -- convergence
@@ -896,12 +941,7 @@ async def phase_operator(
         posted = await create_services(api, keys, run_id)
         res.create_s = time.monotonic() - t0
         log(f"operator: {len(posted)} TornadoServices created in {res.create_s:.2f}s")
-        try:
-            await asyncio.wait_for(tracker.complete.wait(), timeout)
-        except TimeoutError:
-            raise BenchError(
-                f"{len(tracker.done)}/{res.n} TornadoServices converged after {timeout:.0f}s"
-            ) from None
+        await wait_converged(op, tracker, timeout, args.stall)
         end = max(tracker.done.values())
         deadline = time.monotonic() + 120
         while (missing := await missing_children(api, keys, res.child_kinds)) > 0:
@@ -925,9 +965,11 @@ async def phase_operator(
         w = op_writes(m0, m1)
         res.writes_per_service = None if w is None else w / res.n
         res.api_writes_per_service = api_writes(a0, a1) / res.n
-        rec = delta(total(m1, RECONCILES), total(m0, RECONCILES))
+        rec = grew(m0, m1, RECONCILES)
         res.reconciles_per_service = None if rec is None else rec / res.n
         res.requests_by_verb_kind = breakdown(m0, m1, API_REQUESTS)
+        if total(m1, API_REQUESTS) is None:
+            res.notes.append(f"the operator exports no {API_REQUESTS}: its writes are n/a")
         res.api_writes_by_verb_resource = api_breakdown(a0, a1)
 
         # -- resume
@@ -960,15 +1002,11 @@ async def phase_operator(
         m5 = await op.metrics()
         a5 = await apiserver_metrics(api)
         res.deletion_writes = op_writes(m4, m5)
-        res.deletion_child_applies_changed = delta(
-            total(m5, APPLIES, changed="true"), total(m4, APPLIES, changed="true")
-        )
+        res.deletion_child_applies_changed = grew(m4, m5, APPLIES, changed="true")
         res.deletion_api_writes = api_writes(a4, a5)
         res.deletion_api_creates = api_writes(a4, a5, code="201")
         res.deletion_api_writes_by_verb_resource = api_breakdown(a4, a5)
-        res.deletion_temporary_failures = delta(
-            total(m5, RECONCILES, result="temporary"), total(m4, RECONCILES, result="temporary")
-        )
+        res.deletion_temporary_failures = grew(m4, m5, RECONCILES, result="temporary")
         log(
             f"deletion: gone in {res.deletion_s:.1f}s, {res.deletion_api_creates:.0f} children "
             f"created after it began, {res.deletion_temporary_failures} temporary failures"
@@ -1180,7 +1218,8 @@ def targets(results: list[Result]) -> list[str]:
 
 async def run(args: argparse.Namespace, kubeconfig: Path, workdir: Path) -> list[Result]:
     renderer = load_renderer()
-    creds = load_credentials(kubeconfig, workdir)
+    with tempfile.TemporaryDirectory(prefix="operator-scale-creds-") as secrets:
+        creds = load_credentials(kubeconfig, Path(secrets))  # read at once; files removed
     api = Api(creds, args.concurrency)
     run_id = time.strftime("%Y%m%d%H%M%S")
     results: list[Result] = []
@@ -1237,6 +1276,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--idle-seconds", type=float, default=60)
     ap.add_argument("--quiet", type=float, default=5, help="seconds without a reconcile = settled")
     ap.add_argument("--timeout", type=float, default=900, help="bound of every wait, seconds")
+    ap.add_argument(
+        "--stall", type=float, default=120, help="give up when nothing moves this long (s)"
+    )
     ap.add_argument("--scope", choices=["namespaced", "cluster"], default="namespaced")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument(
