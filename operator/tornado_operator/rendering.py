@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any
 
 from tornado_operator import API_VERSION, KIND, labels
+from tornado_operator.autoscaling import config as autoscaling_config
 
 JSONDict = dict[str, Any]
 
@@ -211,14 +212,15 @@ def render_service(parent: Parent, spec: JSONDict, default_image: str) -> JSONDi
 
 
 def render_hpa(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict | None:
-    """The autoscaler, targeting the TornadoService's scale subresource (None when disabled).
+    """The autoscaler, targeting the TornadoService's scale subresource (None when disabled,
+    and with metric concurrency, where the operator's own autoscaler is the one writer).
 
     Targeting the TornadoService rather than the Deployment keeps one owner per field: the HPA
     writes spec.replicas of the TornadoService, the operator copies it to the Deployment, and
     nothing else ever writes Deployment replicas.
     """
     auto = spec["autoscaling"]
-    if not auto["enabled"]:
+    if not auto["enabled"] or autoscaling_config.uses_concurrency(spec):
         return None
     metrics: list[JSONDict] = []
     for resource, key in (

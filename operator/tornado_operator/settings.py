@@ -43,6 +43,12 @@ class Settings:
     priority: int | None = None  # None: random per process
     # On a first `helm install` the peering object can appear a moment after the pods start.
     peering_wait_seconds: float = 120.0
+    # The concurrency autoscaler (spec.autoscaling.metric concurrency). The defaults are
+    # autoscaling.scrape's and autoscaling.algorithm's constants (a unit test checks).
+    scrape_via: str = "direct"  # or "apiserver": the API server's pod proxy
+    scrape_concurrency: int = 32  # scrapes in flight at once, across all services
+    scrape_timeout_seconds: float = 1.0
+    scrape_interval_seconds: float = 2.0
 
     @property
     def clusterwide(self) -> bool:
@@ -157,6 +163,39 @@ def _peering_wait(value: str, _where: str) -> float:
     return seconds
 
 
+def _scrape_via(value: str, _where: str) -> str:
+    via = value.lower()
+    if via not in ("direct", "apiserver"):
+        raise SettingsError(f"scrape via must be direct or apiserver, got {via!r}")
+    return via
+
+
+def _count(name: str, low: int, high: int) -> Parser:
+    def parse(value: str, _where: str) -> int:
+        try:
+            count = int(value)
+        except ValueError:
+            count = low - 1
+        if not low <= count <= high:
+            raise SettingsError(f"{name} must be {low}..{high}, got {value!r}")
+        return count
+
+    return parse
+
+
+def _seconds(name: str, low: float, high: float) -> Parser:
+    def parse(value: str, _where: str) -> float:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = low - 1
+        if not low <= seconds <= high:
+            raise SettingsError(f"{name} must be {low:g}..{high:g} seconds, got {value!r}")
+        return seconds
+
+    return parse
+
+
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
     Setting("namespaces", "--namespace", "NAMESPACES", _namespaces,
@@ -180,6 +219,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("priority", "--priority", "PRIORITY", _priority,
             "peering priority; default: random per process, so exactly one replica is active",
             show_default=False),
+    Setting("scrape_via", "--scrape-via", "SCRAPE_VIA", _scrape_via,
+            "how the concurrency autoscaler reads pods' /metrics: direct (pod IP and port) or "
+            "apiserver (the API server's pod proxy, for an operator outside the cluster network; "
+            "needs RBAC get on pods/proxy)"),
+    Setting("scrape_concurrency", "--scrape-concurrency", "SCRAPE_CONCURRENCY",
+            _count("scrape concurrency", 1, 1000),
+            "pod scrapes in flight at once, across all services"),
+    Setting("scrape_timeout_seconds", "--scrape-timeout", "SCRAPE_TIMEOUT",
+            _seconds("scrape timeout", 0.1, 10), "seconds a pod's /metrics may take"),
+    Setting("scrape_interval_seconds", "--scrape-interval", "SCRAPE_INTERVAL",
+            _seconds("scrape interval", 0.5, 6),
+            "seconds between the concurrency autoscaler's scrapes and decisions (at most the "
+            "6 s panic window)"),
 )
 # fmt: on
 

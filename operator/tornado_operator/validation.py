@@ -3,7 +3,9 @@
 The API server already validates and defaults what it stores, but only with the CRD it has:
 a cluster running an older CRD lets through specs this operator cannot honour, and lacks newer
 defaults. Checking again here, with the schema this operator was built with, turns that into a
-clear InvalidSpec condition instead of a half-applied Deployment.
+clear InvalidSpec condition instead of a half-applied Deployment. jsonschema does not evaluate
+the CRD's CEL rules (x-kubernetes-validations); those on spec.autoscaling, which the autoscaler
+depends on, have their own copy in autoscaling.config and are checked here too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, cast
 import jsonschema
 
 from tornado_operator import crd
+from tornado_operator.autoscaling import config as autoscaling_config
 
 JSONDict = dict[str, Any]
 
@@ -121,6 +124,12 @@ def validated_spec(spec: Any) -> JSONDict:
         raise InvalidSpecError([Problem("spec", "must be an object")])
     defaulted = apply_defaults(spec, crd.spec_schema())
     found = problems(defaulted)
+    if not found:
+        # The CEL rules assume a spec of the right shape: only once the schema holds.
+        found = [
+            Problem(field, message.removeprefix(f"{field} "))
+            for field, message in autoscaling_config.spec_problems(defaulted)
+        ]
     if found:
         raise InvalidSpecError(found)
     return defaulted  # type: ignore[no-any-return]

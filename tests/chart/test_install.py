@@ -36,6 +36,7 @@ HELLO = REPO / "examples" / "hello.yaml"
 OPERATOR_NAMESPACED = {
     "tornadoservices.tornado-operator.dev": "get list watch patch",
     "tornadoservices.tornado-operator.dev/status": "get patch",
+    "tornadoservices.tornado-operator.dev/scale": "get patch",
     "deployments.apps": "get list watch create patch",
     "services": "get list watch create patch",
     "horizontalpodautoscalers.autoscaling": "get list watch create patch delete",

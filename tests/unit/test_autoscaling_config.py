@@ -84,11 +84,7 @@ def test_params_refuse_specs_without_concurrency() -> None:
 
 
 AUTOSCALING_CEL_CASES = [
-    c
-    for c in CORPUS
-    if c["layer"] == "cel"
-    and c["field"].startswith("spec.autoscaling.")
-    and c["field"] != "spec.autoscaling.minReplicas"
+    c for c in CORPUS if c["layer"] == "cel" and c["field"].startswith("spec.autoscaling.")
 ]
 
 
@@ -108,7 +104,9 @@ def test_corpus_has_the_concurrency_rules() -> None:
 
 @pytest.mark.parametrize("case", AUTOSCALING_CEL_CASES, ids=lambda c: str(c["id"]))
 def test_operator_applies_the_cel_rules_the_api_server_applies(case: dict[str, Any]) -> None:
-    defaulted = validation.validated_spec(merged(HELLO["spec"], case["spec"]))
+    given = merged(HELLO["spec"], case["spec"])
+    defaulted = validation.apply_defaults(given, crd.spec_schema())
+    assert validation.problems(defaulted) == []  # the schema alone lets it through
     found = config.spec_problems(defaulted)
     assert found, case["id"]
     assert any(field == case["field"] and case["field"] in message for field, message in found)
@@ -127,3 +125,14 @@ def test_operator_applies_the_cel_rules_the_api_server_applies(case: dict[str, A
 def test_explicit_default_cpu_target_is_harmless_with_concurrency() -> None:
     # Indistinguishable from the schema default, so it must be accepted.
     assert config.spec_problems(spec(**CONCURRENCY, targetCPUUtilizationPercentage=80)) == []
+
+
+@pytest.mark.parametrize("case", AUTOSCALING_CEL_CASES, ids=lambda c: str(c["id"]))
+def test_validation_refuses_what_the_cel_rules_refuse(case: dict[str, Any]) -> None:
+    # A cluster with an older CRD (no CEL rules) hands such a spec over: InvalidSpec, not a
+    # half-honoured autoscaler.
+    with pytest.raises(validation.InvalidSpecError) as info:
+        validation.validated_spec(merged(HELLO["spec"], case["spec"]))
+    assert [p.field for p in info.value.problems] == [case["field"]]
+    text = str(info.value)
+    assert text.startswith(f"{case['field']}: ") and text.count(case["field"]) == 1, text

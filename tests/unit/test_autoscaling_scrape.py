@@ -29,6 +29,7 @@ from tornado_operator.autoscaling.scrape import (
     parse_exposition,
     scrape_targets,
 )
+from tornado_operator.errors import APIConnectionError, APIError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -208,9 +209,9 @@ def test_scrape_targets_only_ready_pods_of_this_service() -> None:
     ]
     targets = scrape_targets(pods, namespace="shop", name="web")
     assert targets.scrape == (
-        Target("web-a", "http://10.1.2.3:8080/metrics"),
-        Target("web-b", "http://10.1.2.4:8080/metrics"),
-        Target("web-v6", "http://[fd00::7]:8080/metrics"),
+        Target("web-a", "http://10.1.2.3:8080/metrics", "shop", 8080),
+        Target("web-b", "http://10.1.2.4:8080/metrics", "shop", 8080),
+        Target("web-v6", "http://[fd00::7]:8080/metrics", "shop", 8080),
     )
     assert targets.unreachable == ("web-no-ip", "web-no-port")
     assert targets.ready == 5
@@ -222,6 +223,8 @@ def test_scrape_target_uses_the_pods_own_port() -> None:
     old["spec"]["containers"][0]["ports"][0]["containerPort"] = 9090
     [target] = scrape_targets([old], namespace="shop", name="web").scrape
     assert target.url == "http://10.1.2.3:9090/metrics"
+    # The same pod through the API server's pod proxy (--scrape-via apiserver).
+    assert target.proxy_path == "/api/v1/namespaces/shop/pods/web-old:9090/proxy/metrics"
 
 
 # -- scraping real servers --------------------------------------------------------------------
@@ -407,3 +410,66 @@ def test_urllib_sees_the_same_template_value(support: ModuleType) -> None:
         assert parse_exposition(text).in_flight == 0.0
     finally:
         support.stop(service)
+
+
+# -- through the API server's pod proxy (--scrape-via apiserver) ------------------------------
+
+
+class _ProxyFetcher:
+    """Answers pod-proxy paths like the API server would, from a script keyed by pod."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.paths: list[str] = []
+
+    async def __call__(self, path: str) -> str:
+        self.paths.append(path)
+        pod = path.split("/pods/", 1)[1].split(":", 1)[0]
+        answer = self.answers[pod]
+        if isinstance(answer, BaseException):
+            raise answer
+        if isinstance(answer, float):
+            await asyncio.sleep(answer)
+            return "http_requests_in_flight 1\n"
+        return str(answer)
+
+
+def test_scrapes_through_the_api_server_proxy() -> None:
+    fetch = _ProxyFetcher(
+        {
+            "ok": "http_requests_in_flight 4\nhttp_requests_total 10\n",
+            "refused": APIError(
+                "error trying to reach service: dial tcp 10.0.0.2:8080: connect: refused",
+                status=503,
+            ),
+            "missing": APIError("404 page not found", status=404),
+            "no-api": APIConnectionError("ClientConnectorError: refused"),
+            "slow": 5.0,
+            "big": "# " + "x" * 2000 + "\nhttp_requests_in_flight 1\n",
+        }
+    )
+    targets = [
+        Target(pod, f"http://10.0.0.{i}:8080/metrics", "shop", 8080)
+        for i, pod in enumerate(fetch.answers, 1)
+    ]
+
+    async def scenario() -> list[scrape.ScrapeResult]:
+        async with Scraper(via_api=fetch, timeout=0.3, max_bytes=1000) as scraper:
+            assert scraper.via == scrape.APISERVER
+            return await scraper.scrape(targets)
+
+    ok, refused, missing, no_api, slow, big = run(scenario())
+    assert fetch.paths[0] == "/api/v1/namespaces/shop/pods/ok:8080/proxy/metrics"
+    assert ok.ok and ok.metrics == PodMetrics(3.0, 10.0)
+    assert refused.reason == scrape.CONNECTION and "error trying to reach" in (refused.error or "")
+    assert (missing.reason, missing.error) == (
+        scrape.HTTP_STATUS,
+        "GET /metrics through the API server answered 404",
+    )
+    assert no_api.reason == scrape.CONNECTION
+    assert (slow.reason, slow.error) == (scrape.TIMEOUT, "no answer within 0.3s")
+    assert big.reason == scrape.TOO_LARGE
+
+
+def test_direct_is_the_default() -> None:
+    assert Scraper().via == scrape.DIRECT

@@ -49,6 +49,8 @@ def test_the_contract_is_kept() -> None:
         ("kubeapi", "from tornado_operator import children", "CLI -> kopf wiring"),
         ("assessment", "import kopf", "Pure modules do no I/O"),
         ("reconcile", "from kubernetes.client.exceptions import ApiException", "Only kubeapi"),
+        ("autoscaling/config", "import kopf", "Pure modules do no I/O"),
+        ("autoscaling/algorithm", "from tornado_operator.autoscaling import report", "Autoscaling"),
     ],
 )
 def test_the_contract_catches_a_wrong_import(

@@ -61,6 +61,10 @@ def test_flags_win_over_environment() -> None:
         (["--priority", "high"], {}, "priority must be an integer"),
         (["--default-image", "a b"], {}, "must not contain whitespace"),
         (["-n", "a", "-A"], {}, "exclude each other"),
+        (["--scrape-via", "ssh"], {}, "scrape via must be direct or apiserver, got 'ssh'"),
+        (["--scrape-concurrency", "0"], {}, "scrape concurrency must be 1..1000, got '0'"),
+        ([], {"TORNADO_OPERATOR_SCRAPE_TIMEOUT": "soon"}, "scrape timeout must be 0.1..10 sec"),
+        (["--scrape-interval", "30"], {}, "scrape interval must be 0.5..6 seconds, got '30'"),
     ],
 )
 def test_bad_values_name_the_setting(argv: list[str], env: dict[str, str], message: str) -> None:
@@ -114,6 +118,10 @@ GOOD = {
     "standalone": ("yes", True),
     "peering_wait_seconds": ("2.5", 2.5),
     "priority": ("7", 7),
+    "scrape_via": ("APIServer", "apiserver"),
+    "scrape_concurrency": ("8", 8),
+    "scrape_timeout_seconds": ("0.5", 0.5),
+    "scrape_interval_seconds": ("1.5", 1.5),
 }
 
 

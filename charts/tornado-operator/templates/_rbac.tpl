@@ -10,9 +10,16 @@ of these rules against an allowlist with `kubectl auth can-i --list`.
 - apiGroups: [tornado-operator.dev]
   resources: [tornadoservices]
   verbs: [get, list, watch, patch]
-# The operator writes status: conditions, replicas, selector, url.
+# The operator writes status: conditions, replicas, selector, url, and the concurrency
+# autoscaler's status.autoscaling.
 - apiGroups: [tornado-operator.dev]
   resources: [tornadoservices/status]
+  verbs: [get, patch]
+# The concurrency autoscaler (spec.autoscaling.metric concurrency) reads and writes spec.replicas
+# through the scale subresource, as an HPA would. It scrapes the pods' /metrics on their IPs,
+# which takes no RBAC (only network access, see the README on NetworkPolicies).
+- apiGroups: [tornado-operator.dev]
+  resources: [tornadoservices/scale]
   verbs: [get, patch]
 # Children, server-side applied (an apply that creates needs create as well as patch) and watched
 # for drift. Deleting them is left to garbage collection through their owner references.

@@ -44,6 +44,10 @@ def spec_problems(spec: JSONDict) -> list[tuple[str, str]]:
     """(field, message) for every spec.autoscaling CEL rule the spec breaks, in CRD order."""
     auto = spec.get("autoscaling") or {}
     found: list[tuple[str, str]] = []
+    low, high = auto.get("minReplicas"), auto.get("maxReplicas")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        field = "spec.autoscaling.minReplicas"
+        found.append((field, f"{field} must be less than or equal to spec.autoscaling.maxReplicas"))
     concurrency = metric(spec) == CONCURRENCY
     target = auto.get("targetConcurrency")
     field = "spec.autoscaling.targetConcurrency"

@@ -1,9 +1,9 @@
 """One tick of the concurrency autoscaler for one TornadoService, without the Kubernetes API.
 
-The caller (the operator's wiring) reads the TornadoService and its pods, calls
-`ServiceAutoscaler.tick`, then writes what the returned decision says: spec.replicas through
-the scale subresource, status.autoscaling, and an Event. Everything here is testable without a
-cluster: the scraper is passed in.
+The caller (`daemon`, the operator's wiring) scrapes the pods (`observe`), reads spec.replicas,
+calls `ServiceAutoscaler.decide` (`tick` does both steps at once), then writes what the returned
+decision says: spec.replicas through the scale subresource, status.autoscaling, and an Event.
+Everything here is testable without a cluster: the scraper is passed in.
 """
 
 from __future__ import annotations
@@ -42,6 +42,30 @@ class Tick:
         lines = [f"{pod}: {NO_ADDRESS}" for pod in self.unreachable]
         lines += [f"{r.pod}: {r.reason}: {r.error}" for r in self.results if not r.ok]
         return lines
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """One scrape of a service's Ready pods, before any decision."""
+
+    results: tuple[ScrapeResult, ...]
+    unreachable: tuple[str, ...]  # ready pods without an IP or `http` port
+
+
+async def observe(
+    scraper: ScrapesPods, pods: Iterable[JSONDict], *, namespace: str, name: str
+) -> Observation:
+    """Scrape the Ready pods of one TornadoService (only those: see scrape.belongs_to)."""
+    targets = scrape_targets(pods, namespace=namespace, name=name)
+    results = await scraper.scrape(targets.scrape) if targets.scrape else []
+    for result in results:
+        metrics.SCRAPES.labels(result="ok" if result.ok else "error").inc()
+        metrics.SCRAPE_DURATION.observe(result.seconds)
+        if result.reason is not None:
+            metrics.SCRAPE_ERRORS.labels(reason=result.reason).inc()
+    for _ in targets.unreachable:
+        metrics.SCRAPE_ERRORS.labels(reason=NO_ADDRESS).inc()
+    return Observation(tuple(results), targets.unreachable)
 
 
 class ServiceAutoscaler:
@@ -90,21 +114,18 @@ class ServiceAutoscaler:
         now: float,
     ) -> Tick:
         """Scrape the service's Ready pods (only those: see scrape.belongs_to) and decide."""
-        targets = scrape_targets(pods, namespace=self.namespace, name=self.name)
-        results = await scraper.scrape(targets.scrape) if targets.scrape else []
-        for result in results:
-            metrics.SCRAPES.labels(result="ok" if result.ok else "error").inc()
-            metrics.SCRAPE_DURATION.observe(result.seconds)
-            if result.reason is not None:
-                metrics.SCRAPE_ERRORS.labels(reason=result.reason).inc()
-        for _ in targets.unreachable:
-            metrics.SCRAPE_ERRORS.labels(reason=NO_ADDRESS).inc()
-        sample = self.sample(now, results, len(targets.unreachable))
+        found = await observe(scraper, pods, namespace=self.namespace, name=self.name)
+        return self.decide(found, current_replicas=current_replicas, now=now)
+
+    def decide(self, found: Observation, *, current_replicas: int, now: float) -> Tick:
+        """Decide on one observation. The operator scrapes first and reads spec.replicas just
+        before deciding, so the replicas it decides from are as fresh as they can be."""
+        sample = self.sample(now, found.results, len(found.unreachable))
         decision = self.decider.step(sample, current_replicas)
         metrics.DECISIONS.labels(
             direction=decision.direction, panic=str(decision.panic).lower()
         ).inc()
-        return Tick(decision, tuple(results), targets.unreachable)
+        return Tick(decision, found.results, found.unreachable)
 
 
 class Autoscalers:

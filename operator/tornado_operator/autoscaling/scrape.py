@@ -15,6 +15,13 @@ a service of one's own opts in by exporting the same):
 
 A ready pod whose scrape fails (refused, timed out, non-200, too large, unparsable, no gauge)
 counts as missing: the autoscaler reports it and does not scale down while it lasts.
+
+Two ways to reach the pods (`tornado-operator run --scrape-via`): `direct` (the default) GETs
+http://POD_IP:PORT/metrics, so the operator must reach pod IPs on the `http` port (a
+NetworkPolicy must let it in); `apiserver` GETs the API server's pod proxy,
+/api/v1/namespaces/NS/pods/NAME:PORT/proxy/metrics, for an operator that runs outside the
+cluster network (it needs RBAC `get` on `pods/proxy`, and costs the API server one request per
+pod per scrape).
 """
 
 from __future__ import annotations
@@ -23,13 +30,15 @@ import asyncio
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tornado_operator import labels, rendering
+from tornado_operator.errors import APIConnectionError, APIError
 
 JSONDict = dict[str, Any]
 
@@ -42,6 +51,10 @@ EXCLUDED_HANDLERS = frozenset({"metrics", "livez", "readyz", "startupz"})
 SCRAPE_TIMEOUT_SECONDS = 1.0
 # Scrapes in flight at once, for the whole operator (one Scraper is shared by all services).
 SCRAPE_CONCURRENCY = 32
+# How the operator reaches the pods: their IPs, or the API server's pod proxy.
+DIRECT = "direct"
+APISERVER = "apiserver"
+SCRAPE_VIA = (DIRECT, APISERVER)
 MAX_BODY_BYTES = 4 * 1024 * 1024
 ACCEPT = "text/plain;version=0.0.4;q=1.0, */*;q=0.1"
 
@@ -130,7 +143,15 @@ def parse_exposition(text: str) -> PodMetrics:
 @dataclasses.dataclass(frozen=True)
 class Target:
     pod: str
-    url: str
+    url: str  # http://POD_IP:PORT/metrics
+    namespace: str = ""
+    port: int = 0
+
+    @property
+    def proxy_path(self) -> str:
+        """The same /metrics through the API server's pod proxy."""
+        pod = quote(f"{self.pod}:{self.port}", safe=":")
+        return f"/api/v1/namespaces/{quote(self.namespace, safe='')}/pods/{pod}/proxy{METRICS_PATH}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +232,7 @@ def scrape_targets(pods: Iterable[JSONDict], *, namespace: str, name: str) -> Ta
         if not ip or port is None:
             unreachable.append(pod_name)
             continue
-        scrape.append(Target(pod_name, metrics_url(str(ip), port)))
+        scrape.append(Target(pod_name, metrics_url(str(ip), port), namespace, port))
     scrape.sort(key=lambda t: t.pod)
     unreachable.sort()
     return Targets(tuple(scrape), tuple(unreachable))
@@ -234,11 +255,17 @@ class ScrapeResult:
         return self.metrics is not None
 
 
+# GET an API path (the pod proxy) and give the body as text; raises errors.APIError.
+TextFetcher = Callable[[str], Awaitable[str]]
+
+
 class Scraper:
     """Scrapes metrics URLs with bounded concurrency and a timeout on each request.
 
     One instance for the whole operator, so the bound holds across services. It must be
-    created, used and closed on one event loop.
+    created, used and closed on one event loop. With `via_api` (a TextFetcher through the API
+    server) it reads each pod's /metrics through the API server's pod proxy instead of the
+    pod's IP.
     """
 
     def __init__(
@@ -247,12 +274,15 @@ class Scraper:
         concurrency: int = SCRAPE_CONCURRENCY,
         timeout: float = SCRAPE_TIMEOUT_SECONDS,
         max_bytes: int = MAX_BODY_BYTES,
+        via_api: TextFetcher | None = None,
     ) -> None:
         if concurrency < 1 or timeout <= 0 or max_bytes < 1:
             raise ValueError("concurrency, timeout and max_bytes must be positive")
         self.concurrency = concurrency
         self.timeout = timeout
         self.max_bytes = max_bytes
+        self.via = DIRECT if via_api is None else APISERVER
+        self._via_api = via_api
         self._semaphore = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
 
@@ -287,7 +317,10 @@ class Scraper:
         async with self._semaphore:
             started = time.monotonic()
             try:
-                text = await self._fetch(target.url)
+                if self._via_api is None:
+                    text = await self._fetch(target.url)
+                else:
+                    text = await self._fetch_via_api(target)
                 metrics = parse_exposition(text)
             except ScrapeError as exc:
                 return self._failed(target, started, exc.reason, str(exc))
@@ -322,6 +355,24 @@ class Scraper:
                 return body.decode(response.charset or "utf-8", "replace")
             except LookupError:  # a charset Python does not know
                 return body.decode("utf-8", "replace")
+
+    async def _fetch_via_api(self, target: Target) -> str:
+        assert self._via_api is not None
+        try:
+            async with asyncio.timeout(self.timeout):
+                text = await self._via_api(target.proxy_path)
+        except APIConnectionError as exc:
+            raise ScrapeError(CONNECTION, f"API server: {exc.message}") from None
+        except APIError as exc:
+            # The proxy answers 503 when it cannot reach the pod, else the pod's own status.
+            if exc.status == 503 and "error trying to reach" in exc.message:
+                raise ScrapeError(CONNECTION, exc.message[:200]) from None
+            raise ScrapeError(
+                HTTP_STATUS, f"GET {METRICS_PATH} through the API server answered {exc.status}"
+            ) from None
+        if len(text) > self.max_bytes:
+            raise ScrapeError(TOO_LARGE, f"metrics larger than {self.max_bytes} bytes")
+        return text
 
 
 # -- request rate ----------------------------------------------------------------------------

@@ -1,0 +1,372 @@
+"""The concurrency autoscaler's loop for one TornadoService: what its kopf daemon runs.
+
+The operator runs one kopf daemon per TornadoService whose spec uses metric concurrency
+(`wanted` is the daemon's filter). kopf starts it when a spec starts matching and stops it when
+the spec stops matching, the object is deleted, the operator exits, or peering pauses this
+replica. Each tick, every `Runtime.interval` seconds (2 by default):
+
+1. the spec, from kopf's live body, validated (the CEL rules on spec.autoscaling included) and
+   turned into the decider's Params; an invalid spec waits (reconcile reports InvalidSpec);
+2. scrape the service's Ready pods (from the operator's pod index, no API call);
+3. read spec.replicas and the resourceVersion from the scale subresource;
+4. decide (controller, algorithm);
+5. when the decision changes the replicas: merge-patch the scale subresource with the
+   resourceVersion just read, so a `kubectl scale` in between makes it a 409 instead of being
+   overwritten, and the tick is skipped (the next one decides from the new value); then an Event
+   (ScaledUp or ScaledDown);
+6. status.autoscaling, merge-patched when report.needs_write says it is worth a write.
+
+When the daemon stops, the service's decider is forgotten. When it stops because the spec stopped
+matching (metric cpu, or autoscaling off), status.autoscaling is removed; not when the operator
+exits or pauses: the replica that takes over writes it anew.
+
+Only `Kube.request` is used, so a fake with that one method tests all of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import kopf
+
+from tornado_operator import FIELD_MANAGER, conditions
+from tornado_operator.assessment import Event
+from tornado_operator.autoscaling import config, report
+from tornado_operator.autoscaling.algorithm import TICK_SECONDS
+from tornado_operator.autoscaling.controller import Autoscalers, ScrapesPods, observe
+from tornado_operator.errors import APIError
+from tornado_operator.kubeapi import object_path
+from tornado_operator.resources import TORNADO_SERVICE
+from tornado_operator.validation import validated_spec
+
+JSONDict = dict[str, Any]
+Key = tuple[str, str]
+# (namespace, name) -> the pods of that TornadoService, as the operator's pod index keeps them.
+PodsOf = Callable[[str, str], Iterable[Mapping[str, Any]]]
+# (the TornadoService, the Event): posts it; may be a coroutine function.
+EventPoster = Callable[[JSONDict, Event], Any]
+AnyLogger = logging.Logger | logging.LoggerAdapter[Any]
+
+# The manager named in managedFields for spec.replicas and status.autoscaling.
+AUTOSCALER_MANAGER = f"{FIELD_MANAGER}-autoscaler"
+MERGE_PATCH = "application/merge-patch+json"
+# The same trouble (missing metrics, an API error, an invalid spec) is logged once, then again
+# only after this long or when it changes.
+LOG_EVERY_SECONDS = 60.0
+
+logger = logging.getLogger(__name__)
+
+
+class KubeRequests(Protocol):
+    """The one method of kubeapi.Kube the autoscaler uses."""
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> JSONDict | None: ...
+
+
+class Stopped(Protocol):
+    """kopf's `stopped` flag of a daemon."""
+
+    def __bool__(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> Awaitable[Any]: ...
+
+    @property
+    def reason(self) -> kopf.DaemonStoppingReason | None: ...
+
+
+class Closeable(ScrapesPods, Protocol):
+    async def close(self) -> None: ...
+
+
+def wanted(spec: Mapping[str, Any], **_: Any) -> bool:
+    """The daemon's kopf filter: autoscaling on, with metric concurrency."""
+    return config.uses_concurrency(dict(spec or {}))
+
+
+def clears_status(reason: kopf.DaemonStoppingReason | None) -> bool:
+    """Whether a daemon stopped this way removes status.autoscaling: only when the spec stopped
+    asking for it, never on deletion, operator exit or a peering pause."""
+    why = kopf.DaemonStoppingReason
+    if reason is None or reason & (
+        why.RESOURCE_DELETED | why.OPERATOR_EXITING | why.OPERATOR_PAUSING
+    ):
+        return False
+    return bool(reason & why.FILTERS_MISMATCH)
+
+
+# -- the scale subresource and the status ----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    replicas: int
+    resource_version: str
+
+
+def scale_path(namespace: str, name: str) -> str:
+    return object_path(TORNADO_SERVICE, namespace, name) + "/scale"
+
+
+async def read_scale(kube: KubeRequests, namespace: str, name: str) -> Scale | None:
+    """spec.replicas and the resourceVersion, None when the TornadoService is gone."""
+    try:
+        found = await kube.request("GET", scale_path(namespace, name))
+    except APIError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    found = found or {}
+    replicas = (found.get("spec") or {}).get("replicas") or 0
+    version = (found.get("metadata") or {}).get("resourceVersion") or ""
+    return Scale(int(replicas), str(version))
+
+
+async def write_scale(
+    kube: KubeRequests, namespace: str, name: str, replicas: int, resource_version: str
+) -> bool:
+    """Set spec.replicas if the object is still at `resource_version`. False when it changed
+    meanwhile (409: someone else wrote it) or is gone (404)."""
+    body = {"metadata": {"resourceVersion": resource_version}, "spec": {"replicas": replicas}}
+    try:
+        await kube.request(
+            "PATCH",
+            scale_path(namespace, name),
+            query={"fieldManager": AUTOSCALER_MANAGER},
+            body=body,
+            content_type=MERGE_PATCH,
+        )
+    except APIError as exc:
+        if exc.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+async def patch_status(
+    kube: KubeRequests, namespace: str, name: str, block: JSONDict | None
+) -> None:
+    """Merge-patch status.autoscaling (None removes it); nothing else in status is touched."""
+    try:
+        await kube.request(
+            "PATCH",
+            object_path(TORNADO_SERVICE, namespace, name) + "/status",
+            query={"fieldManager": AUTOSCALER_MANAGER},
+            body={"status": {"autoscaling": block}},
+            content_type=MERGE_PATCH,
+        )
+    except APIError as exc:
+        if exc.status != 404:
+            raise
+
+
+# -- shared state ----------------------------------------------------------------------------
+
+
+class Runtime:
+    """What every autoscaler daemon of one operator process shares (kept in kopf's memo): the
+    API client, the one Scraper (its bound holds across services), the deciders, the Event
+    poster and the tick interval."""
+
+    def __init__(
+        self,
+        kube: KubeRequests,
+        scraper: Closeable,
+        *,
+        post_event: EventPoster,
+        interval: float = TICK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], str] = conditions.now_rfc3339,
+    ) -> None:
+        if not interval > 0:
+            raise ValueError("the interval must be positive")
+        self.kube = kube
+        self.scraper = scraper
+        self.post_event = post_event
+        self.interval = interval
+        self.clock = clock
+        self.wall = wall
+        self.autoscalers = Autoscalers()
+
+    async def close(self) -> None:
+        await self.scraper.close()
+
+
+class _Notes:
+    """Rate-limited log lines, one topic at a time."""
+
+    def __init__(self, log: AnyLogger) -> None:
+        self.log = log
+        self._last: dict[str, tuple[float, object]] = {}
+
+    def warn(self, topic: str, now: float, what: object, message: str) -> None:
+        last = self._last.get(topic)
+        if last is None or last[1] != what or now - last[0] >= LOG_EVERY_SECONDS:
+            self._last[topic] = (now, what)
+            self.log.warning(message)
+
+    def resolved(self, topic: str, message: str) -> None:
+        if self._last.pop(topic, None) is not None:
+            self.log.info(message)
+
+
+@dataclasses.dataclass
+class _Service:
+    namespace: str
+    name: str
+    body: Mapping[str, Any]  # kopf's live body: always the latest the watch saw
+    notes: _Notes
+    previous: JSONDict | None  # status.autoscaling as last written (or found at start)
+    written_at: float = -math.inf
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _status_block(body: Mapping[str, Any]) -> JSONDict | None:
+    block = (body.get("status") or {}).get("autoscaling")
+    return dict(block) if isinstance(block, Mapping) else None
+
+
+async def _post(poster: EventPoster, parent: JSONDict, event: Event) -> None:
+    result = poster(parent, event)
+    if inspect.isawaitable(result):
+        await result
+
+
+# -- the loop --------------------------------------------------------------------------------
+
+
+async def run(
+    namespace: str,
+    name: str,
+    body: Mapping[str, Any],
+    stopped: Stopped,
+    runtime: Runtime,
+    pods_of: PodsOf,
+    log: AnyLogger = logger,
+) -> None:
+    """Autoscale one TornadoService until `stopped`. Returns None (kopf would store a value)."""
+    service = _Service(namespace, name, body, _Notes(log), _status_block(body))
+    try:
+        next_at = runtime.clock()
+        while not stopped:
+            try:
+                await tick(service, runtime, pods_of)
+                service.notes.resolved("api", f"API calls for {service.label} work again")
+            except APIError as exc:
+                service.notes.warn(
+                    "api",
+                    runtime.clock(),
+                    (exc.status, exc.reason),
+                    f"autoscaler of {service.label}: skipping ticks, API error: "
+                    f"HTTP {exc.status}: {exc.message}"
+                    + (
+                        " (RBAC needs tornadoservices/scale get, patch)"
+                        if exc.status == 403
+                        else ""
+                    ),
+                )
+            except Exception as exc:  # a bug: say so, and keep autoscaling
+                service.notes.warn(
+                    "bug", runtime.clock(), type(exc), f"autoscaler of {service.label} failed"
+                )
+                log.exception("autoscaler tick of %s failed", service.label)
+            next_at += runtime.interval
+            now = runtime.clock()
+            if next_at < now:  # a slow tick: start the next one now, do not catch up
+                next_at = now
+            await stopped.wait(next_at - now)
+    finally:
+        runtime.autoscalers.remove(service.key)
+    if clears_status(stopped.reason):
+        try:
+            await patch_status(runtime.kube, namespace, name, None)
+        except APIError as exc:
+            log.warning("could not remove status.autoscaling of %s: %s", service.label, exc)
+
+
+async def tick(service: _Service, runtime: Runtime, pods_of: PodsOf) -> None:
+    """One scrape, decision and write for one service. APIError passes to the caller."""
+    namespace, name = service.key
+    try:
+        spec = validated_spec(service.body.get("spec"))
+        params = config.params_from_spec(spec)
+    except ValueError as exc:  # InvalidSpecError too
+        if not wanted(service.body.get("spec") or {}):
+            return  # switched to metric cpu or off: kopf is stopping this daemon
+        service.notes.warn(
+            "spec", runtime.clock(), str(exc), f"not autoscaling {service.label}: {exc}"
+        )
+        return
+    service.notes.resolved("spec", f"autoscaling {service.label} again")
+
+    pods = [dict(p) for p in pods_of(namespace, name)]
+    found = await observe(runtime.scraper, pods, namespace=namespace, name=name)
+    scale = await read_scale(runtime.kube, namespace, name)
+    if scale is None:
+        return  # deleted: kopf stops this daemon
+    now = runtime.clock()
+    auto = runtime.autoscalers.ensure(service.key, params, now=now, current_replicas=scale.replicas)
+    result = auto.decide(found, current_replicas=scale.replicas, now=now)
+    decision = result.decision
+
+    scaled_at: str | None = None
+    if decision.scale:
+        if not await write_scale(
+            runtime.kube, namespace, name, decision.desired_replicas, scale.resource_version
+        ):
+            service.notes.log.info(
+                "spec.replicas of %s changed while deciding; deciding again next tick",
+                service.label,
+            )
+            return
+        scaled_at = runtime.wall()
+        service.notes.log.info("scaled %s %s", service.label, report.scale_message(decision))
+        event = report.scale_event(decision)
+        if event is not None:
+            try:
+                await _post(
+                    runtime.post_event,
+                    dict(service.body),
+                    Event(event.type, event.reason, event.message),
+                )
+            except APIError as exc:  # news of now: not retried
+                service.notes.log.warning("could not post %s: %s", event.reason, exc)
+
+    block = report.status_block(decision, service.previous, scaled_at=scaled_at)
+    if report.needs_write(service.previous, block, now - service.written_at):
+        await patch_status(runtime.kube, namespace, name, block)
+        service.previous = block
+        service.written_at = now
+
+    failures = result.failures
+    if failures:
+        missing = tuple(sorted(line.split(":", 1)[0] for line in failures))
+        service.notes.warn(
+            "scrape",
+            now,
+            missing,
+            f"metrics missing from {len(failures)} of {decision.ready_pods} ready pods of "
+            f"{service.label} (not scaling down): " + "; ".join(failures),
+        )
+    else:
+        service.notes.resolved("scrape", f"metrics of every ready pod of {service.label} again")

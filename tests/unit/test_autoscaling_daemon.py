@@ -1,0 +1,424 @@
+"""The autoscaler's loop for one TornadoService against a fake API (the one `request` method it
+uses), a recorded scraper and kopf's own stop flag: what it writes, in which order, and what it
+leaves alone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+import pytest
+from kopf._core.intents.stoppers import DaemonStopper
+from tornado_operator import labels, rendering, settings, validation
+from tornado_operator.assessment import Event
+from tornado_operator.autoscaling import algorithm, daemon, scrape
+from tornado_operator.autoscaling.scrape import PodMetrics, ScrapeResult, Target
+from tornado_operator.errors import APIError
+
+NS, NAME = "shop", "web"
+BASE = "/apis/tornado-operator.dev/v1alpha1/namespaces/shop/tornadoservices/web"
+WHY = kopf.DaemonStoppingReason
+
+
+def pod(name: str, ip: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {**labels.common_labels(NAME, "x:1"), "pod-template-hash": "7c"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "web-7c",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "containers": [{"name": "app", "ports": [{"name": "http", "containerPort": 8080}]}]
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def body(**autoscaling: Any) -> dict[str, Any]:
+    auto = {
+        "enabled": True,
+        "metric": "concurrency",
+        "targetConcurrency": 5,
+        "minReplicas": 1,
+        "maxReplicas": 6,
+        **autoscaling,
+    }
+    return {
+        "apiVersion": "tornado-operator.dev/v1alpha1",
+        "kind": "TornadoService",
+        "metadata": {"name": NAME, "namespace": NS, "uid": "u-1", "resourceVersion": "10"},
+        "spec": {"replicas": 1, "autoscaling": auto},
+        "status": {},
+    }
+
+
+class FakeKube:
+    """Records requests; answers the scale subresource from `replicas` and `rv`."""
+
+    def __init__(self, replicas: int = 1) -> None:
+        self.replicas = replicas
+        self.rv = 10
+        self.calls: list[tuple[str, str, Any, str]] = []
+        self.fail: dict[tuple[str, str], APIError] = {}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any] | None:
+        self.calls.append((method, path.removeprefix(BASE), body, content_type))
+        short = path.removeprefix(BASE)
+        error = self.fail.pop((method, short), None)
+        if error is not None:
+            raise error
+        if short == "/scale" and method == "GET":
+            return {
+                "metadata": {"resourceVersion": str(self.rv)},
+                "spec": {"replicas": self.replicas},
+            }
+        if short == "/scale" and method == "PATCH":
+            assert query == {"fieldManager": "tornado-operator-autoscaler"}
+            self.replicas = body["spec"]["replicas"]
+        self.rv += 1
+        return {}
+
+    def writes(self) -> list[tuple[str, Any]]:
+        return [(path, b) for method, path, b, _ in self.calls if method == "PATCH"]
+
+
+class Script:
+    """A scraper answering each scrape from a list: pod -> in flight, or an error reason."""
+
+    def __init__(self, answers: list[dict[str, float | str]]) -> None:
+        self.answers = answers
+        self.closed = False
+
+    async def scrape(self, targets: Sequence[Target]) -> list[ScrapeResult]:
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        out = []
+        for target in targets:
+            value = answer[target.pod]
+            if isinstance(value, str):
+                out.append(ScrapeResult(target.pod, 0.0, 0.01, None, value, "refused"))
+            else:
+                out.append(ScrapeResult(target.pod, 0.0, 0.01, PodMetrics(value, None)))
+        return out
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def runtime(kube: FakeKube, scraper: Script, clock: Clock) -> tuple[daemon.Runtime, list[Any]]:
+    posted: list[Any] = []
+    rt = daemon.Runtime(
+        kube,
+        scraper,
+        post_event=lambda parent, event: posted.append((parent["metadata"]["name"], event)),
+        clock=clock,
+        wall=lambda: "2026-03-01T10:00:00Z",
+    )
+    return rt, posted
+
+
+def run_daemon(
+    obj: dict[str, Any],
+    kube: FakeKube,
+    scraper: Script,
+    ticks: int,
+    pods: list[dict[str, Any]],
+    reason: Any = WHY.FILTERS_MISMATCH,
+    rt: daemon.Runtime | None = None,
+) -> tuple[daemon.Runtime, list[Any], StopFlag]:
+    clock = Clock()
+    posted: list[Any] = []
+    if rt is None:
+        rt, posted = runtime(kube, scraper, clock)
+    else:
+        rt.clock = clock
+    stopped = StopFlag(ticks, clock, reason)
+    asyncio.run(daemon.run(NS, NAME, obj, stopped, rt, lambda ns, name: pods))
+    return rt, posted, stopped
+
+
+class StopFlag:
+    """kopf's stop flag, raised with `reason` after `count` waits; each wait moves the clock."""
+
+    def __init__(self, count: int, clock: Clock, reason: Any) -> None:
+        self._stopper = DaemonStopper()
+        self._flag = self._stopper.async_waiter
+        self._count = count
+        self._clock = clock
+        self._reason = reason
+        self.waits: list[float] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._flag)
+
+    @property
+    def reason(self) -> Any:
+        return self._flag.reason
+
+    def wait(self, timeout: float | None = None) -> Any:
+        async def waiting() -> None:
+            self.waits.append(timeout or 0.0)
+            self._clock.now += timeout or 0.0
+            if len(self.waits) >= self._count:
+                self._stopper.set(reason=self._reason)
+
+        return waiting()
+
+
+# -- the filter and the stop reasons ---------------------------------------------------------
+
+
+def test_the_daemon_runs_only_for_concurrency() -> None:
+    assert daemon.wanted(body()["spec"])
+    assert not daemon.wanted(body(metric="cpu")["spec"])
+    assert not daemon.wanted(body(enabled=False)["spec"])
+    assert not daemon.wanted({})
+
+
+@pytest.mark.parametrize(
+    ("reason", "clears"),
+    [
+        (WHY.FILTERS_MISMATCH, True),
+        (WHY.FILTERS_MISMATCH | WHY.DAEMON_SIGNALLED, True),
+        (WHY.RESOURCE_DELETED, False),
+        (WHY.FILTERS_MISMATCH | WHY.RESOURCE_DELETED, False),
+        (WHY.OPERATOR_EXITING, False),
+        (WHY.OPERATOR_PAUSING, False),
+        (None, False),
+    ],
+)
+def test_status_is_removed_only_when_the_spec_stops_asking(reason: Any, clears: bool) -> None:
+    assert daemon.clears_status(reason) is clears
+
+
+# -- ticks -----------------------------------------------------------------------------------
+
+
+def test_a_burst_scales_up_through_the_scale_subresource() -> None:
+    kube = FakeKube(replicas=1)
+    # 30 in flight on the one ready pod, target 5: 6 replicas.
+    rt, posted, _ = run_daemon(body(), kube, Script([{"web-a": 30.0}]), 1, [pod("web-a", "1")])
+    method, path, patch, content_type = kube.calls[1]
+    assert (method, path, content_type) == ("PATCH", "/scale", "application/merge-patch+json")
+    # The resourceVersion just read: a kubectl scale in between makes this a 409.
+    assert patch == {"metadata": {"resourceVersion": "10"}, "spec": {"replicas": 6}}
+    assert [c[:2] for c in kube.calls] == [
+        ("GET", "/scale"),
+        ("PATCH", "/scale"),
+        ("PATCH", "/status"),
+        ("PATCH", "/status"),  # on stop (the spec no longer asks): status.autoscaling removed
+    ]
+    [(name, event)] = posted
+    assert name == NAME and isinstance(event, Event)
+    assert (event.type, event.reason) == ("Normal", "ScaledUp")
+    assert event.message.startswith("from 1 to 6 replicas: panic: ")
+    status = kube.calls[2][2]["status"]["autoscaling"]
+    assert status["desiredReplicas"] == 6 and status["panicMode"] is True
+    assert status["lastScaleTime"] == "2026-03-01T10:00:00Z"
+    assert status["lastScaleReason"] == event.message
+    assert kube.calls[3][2] == {"status": {"autoscaling": None}}
+    assert (NS, NAME) not in rt.autoscalers  # forgotten on stop
+
+
+def test_a_concurrent_kubectl_scale_wins_and_the_tick_is_skipped() -> None:
+    kube = FakeKube(replicas=1)
+    kube.fail[("PATCH", "/scale")] = APIError("the object has been modified", status=409)
+    _, posted, _ = run_daemon(
+        body(), kube, Script([{"web-a": 30.0}]), 2, [pod("web-a", "1")], WHY.OPERATOR_EXITING
+    )
+    # First tick: 409, so no Event and no status for a decision that was not written.
+    # Second tick: read again, decided again, written.
+    assert [c[:2] for c in kube.calls] == [
+        ("GET", "/scale"),
+        ("PATCH", "/scale"),
+        ("GET", "/scale"),
+        ("PATCH", "/scale"),
+        ("PATCH", "/status"),
+    ]
+    assert kube.calls[3][2]["metadata"] == {"resourceVersion": "10"}
+    assert [e.reason for _, e in posted] == ["ScaledUp"]
+    assert kube.replicas == 6
+
+
+def test_steady_state_writes_status_once_and_not_every_tick() -> None:
+    kube = FakeKube(replicas=2)
+    scraper = Script([{"web-a": 5.0, "web-b": 5.0}])
+    _, posted, stopped = run_daemon(
+        body(), kube, scraper, 5, [pod("web-a", "1"), pod("web-b", "2")], WHY.OPERATOR_EXITING
+    )
+    assert posted == []
+    assert kube.writes() == [("/status", kube.calls[1][2])]  # one status write, nothing else
+    assert kube.calls[1][2]["status"]["autoscaling"]["desiredReplicas"] == 2
+    assert stopped.waits == [2.0] * 5  # every TICK_SECONDS
+
+
+def test_missing_metrics_hold_the_replicas_and_are_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube = FakeKube(replicas=2)
+    scraper = Script([{"web-a": 0.0, "web-b": scrape.CONNECTION}])
+    # Long after start (no warm-up), no load at all: it would scale down to 1, but web-b's
+    # metrics are missing.
+    obj = body(behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
+    clock = Clock()
+    rt, _ = runtime(kube, scraper, clock)
+    rt.autoscalers.ensure(
+        (NS, NAME), algorithm.Params(5, 1, 6), now=clock.now - 600, current_replicas=2
+    )
+    with caplog.at_level(logging.WARNING):
+        run_daemon(obj, kube, scraper, 40, [pod("web-a", "1"), pod("web-b", "2")], rt=rt)
+    assert kube.replicas == 2
+    assert ("PATCH", "/scale") not in [c[:2] for c in kube.calls]
+    block = kube.calls[1][2]["status"]["autoscaling"]
+    assert block["missingPods"] == 1 and block["scrapedPods"] == 1 and block["readyPods"] == 2
+    assert "metrics missing from 1 of 2 ready pods: not scaling down" in block["message"]
+    warnings = [r.getMessage() for r in caplog.records if "metrics missing" in r.getMessage()]
+    # 40 ticks of 2 s: logged at the start and once more after 60 s, not 40 times.
+    assert len(warnings) == 2
+    assert warnings[0] == (
+        "metrics missing from 1 of 2 ready pods of shop/web (not scaling down): "
+        "web-b: connection: refused"
+    )
+
+
+def test_an_invalid_spec_waits_without_calling_the_api(caplog: pytest.LogCaptureFixture) -> None:
+    kube = FakeKube()
+    # An older CRD without the CEL rules let this through: concurrency without a target.
+    obj = body()
+    del obj["spec"]["autoscaling"]["targetConcurrency"]
+    with caplog.at_level(logging.WARNING):
+        run_daemon(obj, kube, Script([{}]), 3, [], WHY.OPERATOR_EXITING)
+    assert kube.calls == []
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line == (
+        "not autoscaling shop/web: spec.autoscaling.targetConcurrency: is required with "
+        "spec.autoscaling.metric concurrency"
+    )
+
+
+def test_api_errors_skip_ticks_and_name_the_missing_permission(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube = FakeKube()
+    kube.fail[("GET", "/scale")] = APIError("forbidden", status=403, reason="Forbidden")
+    with caplog.at_level(logging.INFO):
+        run_daemon(body(), kube, Script([{"web-a": 1.0}]), 2, [pod("web-a", "1")])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        "skipping ticks, API error: HTTP 403: forbidden (RBAC needs tornadoservices/scale" in m
+        for m in messages
+    )
+    assert "API calls for shop/web work again" in messages
+    assert ("GET", "/scale") in [c[:2] for c in kube.calls[1:]]  # the loop went on
+
+
+def test_a_deleted_service_is_not_written() -> None:
+    kube = FakeKube()
+    kube.fail[("GET", "/scale")] = APIError("not found", status=404)
+    run_daemon(
+        body(), kube, Script([{"web-a": 30.0}]), 1, [pod("web-a", "1")], WHY.RESOURCE_DELETED
+    )
+    assert [c[:2] for c in kube.calls] == [("GET", "/scale")]
+
+
+def test_switching_to_cpu_stops_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    # The live body already says cpu while kopf has not stopped the daemon yet.
+    kube = FakeKube()
+    obj = body(metric="cpu")
+    del obj["spec"]["autoscaling"]["targetConcurrency"]
+    with caplog.at_level(logging.WARNING):
+        run_daemon(obj, kube, Script([{}]), 1, [])
+    assert caplog.records == []
+    assert kube.calls == [
+        ("PATCH", "/status", {"status": {"autoscaling": None}}, daemon.MERGE_PATCH)
+    ]
+
+
+def test_an_async_event_poster_is_awaited() -> None:
+    kube = FakeKube(replicas=1)
+    clock = Clock()
+    posted: list[Event] = []
+
+    async def post(parent: dict[str, Any], event: Event) -> None:
+        await asyncio.sleep(0)
+        posted.append(event)
+
+    rt = daemon.Runtime(kube, Script([{"web-a": 30.0}]), post_event=post, clock=clock)
+    run_daemon(body(), kube, Script([{"web-a": 30.0}]), 1, [pod("web-a", "1")], rt=rt)
+    assert [e.reason for e in posted] == ["ScaledUp"]
+
+
+def test_the_last_scale_survives_a_restart() -> None:
+    # status.autoscaling found at start carries lastScaleTime/Reason over.
+    kube = FakeKube(replicas=2)
+    obj = body()
+    obj["status"] = {"autoscaling": {"lastScaleTime": "earlier", "lastScaleReason": "from 1 to 2"}}
+    run_daemon(
+        obj,
+        kube,
+        Script([{"web-a": 5.0, "web-b": 5.0}]),
+        1,
+        [pod("web-a", "1"), pod("web-b", "2")],
+        WHY.OPERATOR_EXITING,
+    )
+    block = kube.calls[1][2]["status"]["autoscaling"]
+    assert (block["lastScaleTime"], block["lastScaleReason"]) == ("earlier", "from 1 to 2")
+
+
+# -- the settings' defaults are the autoscaler's ---------------------------------------------
+
+
+def test_settings_defaults_are_the_autoscalers_constants() -> None:
+    cfg = settings.Settings()
+    assert cfg.scrape_via == scrape.DIRECT
+    assert cfg.scrape_concurrency == scrape.SCRAPE_CONCURRENCY
+    assert cfg.scrape_timeout_seconds == scrape.SCRAPE_TIMEOUT_SECONDS
+    assert cfg.scrape_interval_seconds == algorithm.TICK_SECONDS
+    for via in scrape.SCRAPE_VIA:
+        assert settings.from_env({"TORNADO_OPERATOR_SCRAPE_VIA": via}).scrape_via == via
+
+
+# -- one writer: no HPA with metric concurrency ----------------------------------------------
+
+
+def test_no_hpa_with_metric_concurrency() -> None:
+    parent = rendering.Parent(NAME, NS, "u-1")
+    spec = validation.validated_spec(body()["spec"])
+    assert rendering.render_hpa(parent, spec, "x:1") is None
+    # The bounds still clamp the Deployment, and the PDB still sees maxReplicas.
+    assert rendering.desired_replicas({**spec, "replicas": 9}) == 6
+    assert rendering.max_possible_replicas(spec) == 6
+    cpu = body(metric="cpu")["spec"]
+    del cpu["autoscaling"]["targetConcurrency"]
+    hpa = rendering.render_hpa(parent, validation.validated_spec(cpu), "x:1")
+    assert hpa is not None and hpa["spec"]["maxReplicas"] == 6
