@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from tornado_operator import rendering
+from tornado_operator import drift, rendering
 from tornado_operator.rendering import Parent
 from tornado_operator.resources import Resource
 
@@ -34,7 +34,8 @@ class ChildKind(Resource):
             if not self.optional:
                 raise ValueError(f"{self.kind} is not optional, but its renderer gave nothing")
             return None
-        return {"apiVersion": self.api_version, "kind": self.kind, **body}
+        # The hash lets the operator skip the apply when the live child already matches.
+        return drift.with_hash({"apiVersion": self.api_version, "kind": self.kind, **body})
 
 
 CHILD_KINDS: tuple[ChildKind, ...] = (

@@ -138,3 +138,17 @@ def classify(exc: BaseException, action: str) -> Problem:
     if status in TEMPORARY_STATUSES or status >= 500 or status == 0:
         return Problem(reason="Conflict" if status == 409 else "ApiUnavailable", message=message)
     return Problem(reason="ApplyRejected", message=message, permanent=True)
+
+
+def namespace_terminating(exc: APIError) -> bool:
+    """Whether the API refused new content because the namespace is being deleted.
+
+    That 403 is not a failure to retry: the namespace and everything in it are going away, so
+    the objects it refused are as good as gone.
+    """
+    if exc.status != 403:
+        return False
+    causes = (exc.details or {}).get("causes") or []
+    if any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes):
+        return True
+    return "because it is being terminated" in exc.message

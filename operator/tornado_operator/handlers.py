@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
 from tornado_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION, kubeapi, labels
 from tornado_operator import settings as settings_mod
-from tornado_operator.assessment import Event
 from tornado_operator.children import CHILD_KINDS
 from tornado_operator.kubeapi import Kube
+from tornado_operator.observed import Observed, resource_version
 from tornado_operator.reconcile import Reconciler, instance_of, parent_of
-from tornado_operator.resources import POD, Resource
+from tornado_operator.resources import POD, TORNADO_SERVICE, Resource
 
 JSONDict = dict[str, Any]
 logger = logging.getLogger(__name__)
@@ -31,15 +32,104 @@ _metrics_port_started: int | None = None
 MANAGED = {labels.MANAGED_BY: FIELD_MANAGER}
 # Watched with the server-side filter MANAGED_SELECTOR: every child kind, and the pods.
 WATCHED: tuple[Resource, ...] = (*CHILD_KINDS, POD)
+# kopf indexes, named after the kind: the watches' view of every object the operator reads.
+PARENT_INDEX = "index_tornadoservices"
+POD_INDEX = "index_pods"
+CHILD_INDEXES = {child.kind: f"index_{child.plural}" for child in CHILD_KINDS}
 
 
-def post_event(parent: JSONDict, event: Event) -> None:
-    kopf.event(
-        kopf.Body(cast(kopf.RawBody, parent)),
-        type=event.type,
-        reason=event.reason,
-        message=event.message[:1024],
-    )
+def _slim(body: Mapping[str, Any]) -> JSONDict:
+    """The object without managedFields: they are most of an object's size, and unread."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    return {**body, "metadata": meta}
+
+
+def _slim_pod(body: Mapping[str, Any]) -> JSONDict:
+    """What the operator reads of a pod: identity, ports (for scraping) and status."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    spec = body.get("spec") or {}
+    return {
+        "metadata": {
+            k: meta[k]
+            for k in (
+                "name",
+                "namespace",
+                "uid",
+                "resourceVersion",
+                "labels",
+                "ownerReferences",
+                "deletionTimestamp",
+            )
+            if k in meta
+        },
+        "spec": {
+            "containers": [
+                {"name": c.get("name"), "ports": c.get("ports") or []}
+                for c in spec.get("containers") or []
+            ]
+        },
+        "status": {
+            k: status[k]
+            for k in (
+                "phase",
+                "podIP",
+                "conditions",
+                "containerStatuses",
+                "initContainerStatuses",
+            )
+            if k in status
+        },
+    }
+
+
+@kopf.index(GROUP, VERSION, PLURAL, id=PARENT_INDEX)
+def index_tornadoservices(
+    body: kopf.Body, name: str, namespace: str | None, **_: Any
+) -> dict[tuple[str, str], JSONDict]:
+    return {(namespace or "", name): _slim(body)}
+
+
+def index_child(
+    body: kopf.Body, name: str, namespace: str | None, **_: Any
+) -> dict[tuple[str, str], JSONDict] | None:
+    # Keyed by the parent's name: children are named after it, but a child that is not ours
+    # (a same-named object of someone else) must be seen too, to be left alone.
+    return {(namespace or "", name): _slim(body)}
+
+
+for _child in CHILD_KINDS:
+    kopf.index(
+        group=_child.group,
+        version=_child.version,
+        plural=_child.plural,
+        id=CHILD_INDEXES[_child.kind],
+    )(index_child)
+
+
+@kopf.index(group=POD.group, version=POD.version, plural=POD.plural, labels=MANAGED, id=POD_INDEX)
+def index_pods(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[tuple[str, str], JSONDict] | None:
+    instance = instance_of(dict(body))
+    return {(namespace or "", instance): _slim_pod(body)} if instance else None
+
+
+def observed_from(indices: Mapping[str, Any]) -> Observed:
+    """An Observed reading kopf's live indexes (read-only views that kopf keeps current)."""
+    by_kind = {TORNADO_SERVICE.kind: indices[PARENT_INDEX]}
+    by_kind.update({kind: indices[index] for kind, index in CHILD_INDEXES.items()})
+    pods_index = indices[POD_INDEX]
+
+    def lookup(kind: str, namespace: str, name: str) -> JSONDict | None:
+        store: Iterable[JSONDict] = by_kind[kind].get((namespace, name), ())
+        return next(iter(store), None)
+
+    def pods(namespace: str, instance: str) -> Iterable[JSONDict]:
+        found: Iterable[JSONDict] = pods_index.get((namespace, instance), ())
+        return found
+
+    return Observed(lookup, pods)
 
 
 def _start_metrics(port: int) -> None:
@@ -52,14 +142,14 @@ def _start_metrics(port: int) -> None:
 
 
 @kopf.on.login()
-def login(**_: Any) -> kopf.ConnectionInfo:
+async def login(**_: Any) -> kopf.ConnectionInfo:
     """kopf's watch streams use the same credentials as our API calls (service account in a
     pod, else $KUBECONFIG as it is now)."""
-    return kubeapi.connection_info(kubeapi.load_configuration())
+    return await kubeapi.connection_info(await kubeapi.load_configuration())
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
     cfg = memo.get("settings")
     if not isinstance(cfg, settings_mod.Settings):
         # kopf loaded this module itself (`kopf run -m`): no CLI put settings in the memo.
@@ -81,10 +171,11 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     for resource in WATCHED:
         key = (resource.group, resource.version, resource.plural)
         settings.watching.label_selectors[key] = labels.MANAGED_SELECTOR
-    kube = Kube.from_environment()
+    kube = await Kube.from_environment()
     if settings.peering.mandatory and not settings.peering.standalone:
         await _require_peering(kube, settings.peering.name, cfg)
-    memo["reconciler"] = Reconciler(kube, cfg.default_image, post_event)
+    # kopf hands every handler its indexes by name; these views stay current as watches run.
+    memo["reconciler"] = Reconciler(kube, cfg.default_image, observed_from(kwargs))
     _start_metrics(cfg.metrics_port)
     logger.info(
         "tornado-operator configured: namespaces=%s default_image=%s",
@@ -155,15 +246,35 @@ async def on_update(name: str, namespace: str | None, memo: Any, retry: int, **_
     await _reconcile_parent(name, namespace, memo, retry)
 
 
+@kopf.on.cleanup()
+async def close(memo: Any, **_: Any) -> None:
+    rec = memo.get("reconciler")
+    if isinstance(rec, Reconciler):
+        await rec.kube.close()
+
+
 async def child_event(
-    body: kopf.Body, namespace: str | None, type: str | None, memo: Any, **_: Any
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    type: str | None,
+    memo: Any,
+    resource: kopf.Resource,
+    **_: Any,
 ) -> None:
     # type None is the initial listing at startup: the resume handlers cover it.
     if type is None or not namespace:
         return
     parent = parent_of(dict(body))
-    if parent:
-        await _reconciler(memo).reconcile_soon(namespace, parent, trigger="child")
+    if not parent:
+        return
+    rec = _reconciler(memo)
+    kind = str(body.get("kind") or resource.kind)
+    if type == "DELETED":
+        rec.observed.deleted(kind, namespace, name)
+    elif rec.observed.written_version(kind, namespace, name) == resource_version(dict(body)):
+        return  # the echo of the operator's own write: nothing new to look at
+    await rec.reconcile_soon(namespace, parent, trigger="child")
 
 
 # One watch per child kind, all with the same handler.

@@ -1,35 +1,57 @@
-"""A small asynchronous layer over the official Kubernetes client's transport.
+"""A small asynchronous layer over kubernetes_asyncio's transport.
 
-Children are plain dicts (rendered manifests), so requests go through ApiClient's own
-serialization, authentication and TLS handling, without the typed models. Blocking calls run in
-worker threads so the kopf event loop never stalls.
+Children are plain dicts (rendered manifests), so requests go through the client's own
+configuration loading, authentication (tokens, exec plugins and their refresh) and TLS handling,
+without the typed models. kubernetes_asyncio is the official client's asyncio twin (the same
+generated code and config loaders) on aiohttp, the transport kopf itself uses: no worker threads,
+and as many requests in flight as `MAX_CONNECTIONS` allows.
 
 Every failure leaves this module as an `errors.APIError` (`errors.APIConnectionError` when the
-server never answered): no exception of the client library gets past it.
+server never answered): no exception of the client library gets past it. Every request is
+counted in `metrics.API_REQUESTS` by verb, kind and answer, so what the operator costs the API
+server can be read off its /metrics.
 """
 
 from __future__ import annotations
 
-import asyncio
+import datetime
 import json
 import os
+import socket
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import kopf
-from kubernetes import config as kube_config
-from kubernetes.client import ApiClient, Configuration
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client.exceptions import ApiException
 
-from tornado_operator import FIELD_MANAGER
+from tornado_operator import FIELD_MANAGER, metrics
 from tornado_operator.errors import APIConnectionError, APIError
-from tornado_operator.resources import CLUSTER_PEERING, PEERING, TORNADO_SERVICE, Resource
+from tornado_operator.resources import (
+    CLUSTER_PEERING,
+    EVENT,
+    PEERING,
+    TORNADO_SERVICE,
+    Resource,
+)
 
 JSONDict = dict[str, Any]
 
-# (connect, read) seconds: a stuck API server shows up as a temporary failure, not a hang.
-REQUEST_TIMEOUT = (5.0, 30.0)
+# Connect and read limits: a stuck API server shows up as a temporary failure, not a hang.
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(connect=5.0, sock_connect=5.0, sock_read=30.0)
+# Requests in flight at once. The API server's own default limits are 400 reads and 200 writes
+# in flight; this leaves room for every other client while not queueing behind a small pool.
+MAX_CONNECTIONS = 64
+
+_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete"}
+_PATCH_VERBS = {
+    "application/apply-patch+yaml": "apply",
+    "application/merge-patch+json": "patch",
+    "application/strategic-merge-patch+json": "patch",
+    "application/json-patch+json": "patch",
+}
 
 
 def collection_path(resource: Resource, namespace: str | None = None) -> str:
@@ -47,29 +69,29 @@ def object_path(resource: Resource, namespace: str | None, name: str) -> str:
     return f"{collection_path(resource, namespace)}/{quote(name, safe='')}"
 
 
-def load_configuration() -> Configuration:
+async def load_configuration() -> Configuration:
     """In-cluster service account when in a pod, else $KUBECONFIG / ~/.kube/config."""
     cfg = Configuration()
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
-        # The client reads $KUBECONFIG once, at import; read it now so a late change counts.
-        kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+        # Read $KUBECONFIG now, not at import, so a late change counts.
+        await kube_config.load_kube_config(
             config_file=os.environ.get("KUBECONFIG") or None, client_configuration=cfg
         )
+    cfg.connection_pool_maxsize = MAX_CONNECTIONS
     return cfg
 
 
-def connection_info(cfg: Configuration) -> kopf.ConnectionInfo:
+async def connection_info(cfg: Configuration) -> kopf.ConnectionInfo:
     """kopf's view of a client Configuration (as kopf's own client-based login builds it)."""
-    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
-        "authorization"
-    )
+    auth = (await cfg.auth_settings()).get("BearerToken") or {}
+    header = str(auth.get("value") or "")
     parts = header.split(" ", 1) if header else []
     scheme = parts[0] if len(parts) == 2 else None
     token = parts[-1] if parts else None
     return kopf.ConnectionInfo(
-        server=cfg.host,
+        server=str(cfg.host),
         ca_path=cfg.ssl_ca_cert,
         insecure=not cfg.verify_ssl,
         username=cfg.username or None,
@@ -81,6 +103,15 @@ def connection_info(cfg: Configuration) -> kopf.ConnectionInfo:
     )
 
 
+def _verb(method: str, content_type: str, path: str) -> str:
+    verb = _PATCH_VERBS.get(content_type, "patch") if method == "PATCH" else _VERBS[method]
+    if path.endswith("/status"):
+        return f"{verb}-status"
+    if path.endswith("/scale"):
+        return f"{verb}-scale"
+    return verb
+
+
 class Kube:
     """JSON requests to the API server. Every method raises errors.APIError on failure."""
 
@@ -88,43 +119,11 @@ class Kube:
         self._client = api_client
 
     @classmethod
-    def from_environment(cls) -> Kube:
-        return cls(ApiClient(configuration=load_configuration()))
+    async def from_environment(cls) -> Kube:
+        return cls(ApiClient(configuration=await load_configuration()))
 
-    def request_sync(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: dict[str, str] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> JSONDict | None:
-        serialized = self._client.param_serialize(
-            method,
-            path,
-            query_params=list((query or {}).items()),
-            header_params={"Accept": "application/json", "Content-Type": content_type},
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        try:
-            response = self._client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
-            data = response.read()  # type: ignore[no-untyped-call]
-        except ApiException as exc:
-            # The client raises these itself for some answers (a 429 it retried) and for TLS
-            # failures (status 0).
-            raise APIError.from_response(int(exc.status or 0), exc.body, exc.reason) from exc
-        except (
-            HTTPError,
-            OSError,
-        ) as exc:  # refused, reset, timed out (TimeoutError is an OSError)
-            raise APIConnectionError(f"{type(exc).__name__}: {exc}") from exc
-        if not 200 <= response.status <= 299:
-            raise APIError.from_response(response.status, data, response.reason)
-        if not data:
-            return None
-        return json.loads(data)  # type: ignore[no-any-return]
+    async def close(self) -> None:
+        await self._client.close()
 
     async def request(
         self,
@@ -134,15 +133,47 @@ class Kube:
         query: dict[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        kind: str = "",
     ) -> JSONDict | None:
-        return await asyncio.to_thread(
-            self.request_sync, method, path, query=query, body=body, content_type=content_type
-        )
+        """One request; the parsed JSON answer, or None for an empty one. `kind` labels the
+        request in the operator's metrics."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        params = dict(query or {})
+        verb = _verb(method, content_type, path)
+        code = "0"
+        try:
+            # The token goes in a header (refreshed first when it comes from an exec plugin).
+            await self._client.update_params_for_auth(headers, [], ["BearerToken"])
+            response = await self._client.rest_client.request(
+                method,
+                f"{self._client.configuration.host}{path}",
+                query_params=params,
+                headers=headers,
+                body=body,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+            code = str(response.status)
+            data = response.data
+        except ApiException as exc:
+            code = str(exc.status or 0)
+            if not exc.status:
+                raise APIConnectionError(f"{exc.reason}") from exc
+            raise APIError.from_response(int(exc.status), exc.body, exc.reason) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # Refused, reset, TLS failures and timeouts: the server never answered.
+            raise APIConnectionError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.API_REQUESTS.labels(verb=verb, kind=kind or "-", code=code).inc()
+        if not data:
+            return None
+        return json.loads(data)  # type: ignore[no-any-return]
 
     async def get(self, resource: Resource, namespace: str, name: str) -> JSONDict | None:
         """The object, or None when it does not exist."""
         try:
-            return await self.request("GET", object_path(resource, namespace, name))
+            return await self.request(
+                "GET", object_path(resource, namespace, name), kind=resource.kind
+            )
         except APIError as exc:
             if exc.status == 404:
                 return None
@@ -152,7 +183,7 @@ class Kube:
         """Whether kopf's peering object exists (ClusterKopfPeering when namespace is None)."""
         resource = CLUSTER_PEERING if namespace is None else PEERING
         try:
-            await self.request("GET", object_path(resource, namespace, name))
+            await self.request("GET", object_path(resource, namespace, name), kind=resource.kind)
         except APIError as exc:
             if exc.status == 404:
                 return False
@@ -161,7 +192,10 @@ class Kube:
 
     async def list(self, resource: Resource, namespace: str, selector: str) -> list[JSONDict]:
         result = await self.request(
-            "GET", collection_path(resource, namespace), query={"labelSelector": selector}
+            "GET",
+            collection_path(resource, namespace),
+            query={"labelSelector": selector},
+            kind=resource.kind,
         )
         return list((result or {}).get("items") or [])
 
@@ -178,7 +212,12 @@ class Kube:
         path = object_path(resource, meta["namespace"], meta["name"])
         query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
         result = await self.request(
-            "PATCH", path, query=query, body=manifest, content_type="application/apply-patch+yaml"
+            "PATCH",
+            path,
+            query=query,
+            body=manifest,
+            content_type="application/apply-patch+yaml",
+            kind=resource.kind,
         )
         assert result is not None
         return result
@@ -193,7 +232,9 @@ class Kube:
             "propagationPolicy": "Background",
         }
         try:
-            await self.request("DELETE", object_path(resource, namespace, name), body=body)
+            await self.request(
+                "DELETE", object_path(resource, namespace, name), body=body, kind=resource.kind
+            )
         except APIError as exc:
             if exc.status in (404, 409):
                 return False
@@ -201,6 +242,7 @@ class Kube:
         return True
 
     async def patch_status(self, namespace: str, name: str, status: JSONDict) -> JSONDict | None:
+        """Merge-patch the TornadoService's status; the updated object, None when it is gone."""
         path = object_path(TORNADO_SERVICE, namespace, name) + "/status"
         try:
             return await self.request(
@@ -209,8 +251,43 @@ class Kube:
                 query={"fieldManager": FIELD_MANAGER},
                 body={"status": status},
                 content_type="application/merge-patch+json",
+                kind=TORNADO_SERVICE.kind,
             )
         except APIError as exc:
             if exc.status == 404:
                 return None
             raise
+
+    async def post_event(self, involved: JSONDict, *, type: str, reason: str, message: str) -> None:
+        """Create a core/v1 Event about `involved` (a TornadoService body), once.
+
+        Not retried: an Event is news about now, and the reasons it fails (the namespace is being
+        deleted, RBAC) do not pass by retrying soon; callers log and move on.
+        """
+        meta = involved.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "default")
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion") or TORNADO_SERVICE.api_version,
+                "kind": involved.get("kind") or TORNADO_SERVICE.kind,
+                "name": meta.get("name"),
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": socket.gethostname()[:128],
+            # The shape kopf posts: `kubectl describe` reads first/lastTimestamp.
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "eventTime": now,
+            "action": reason,
+        }
+        await self.request("POST", collection_path(EVENT, namespace), body=body, kind=EVENT.kind)

@@ -31,6 +31,13 @@ APPLIES = Counter(
     "Server-side applies of child objects, by kind and whether the object changed.",
     ["kind", "changed"],
 )
+API_REQUESTS = Counter(
+    "tornado_operator_api_requests_total",
+    "Requests this operator made to the Kubernetes API (not counting kopf's own watches and "
+    "bookkeeping), by verb (get, list, create, apply, patch, patch-status, delete...), kind and "
+    "HTTP status (0: no answer).",
+    ["verb", "kind", "code"],
+)
 
 
 class ManagedObjects:

@@ -1,16 +1,19 @@
 """Reconcile one TornadoService: validate, render, apply the children, write status.
 
 The single path for every trigger (create, edit, operator restart, a child changed or deleted,
-a pod changed): always read the parent fresh, always converge to the rendered state.
+a pod changed): read the parent, its children and its pods from the watches (`observed`),
+converge to the rendered state, and write only what differs: a child whose live object already
+matches its rendered manifest gets no apply, and an unchanged status no patch. So a reconcile
+that finds everything in place makes no API request at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from tornado_operator import (
@@ -18,6 +21,7 @@ from tornado_operator import (
     KIND,
     assessment,
     conditions,
+    drift,
     errors,
     labels,
     metrics,
@@ -27,12 +31,12 @@ from tornado_operator.assessment import Event
 from tornado_operator.children import CHILD_KINDS, DEPLOYMENT, Children, render_children
 from tornado_operator.errors import APIError, Problem
 from tornado_operator.kubeapi import Kube
-from tornado_operator.resources import POD, TORNADO_SERVICE
+from tornado_operator.observed import Observed
+from tornado_operator.resources import TORNADO_SERVICE
 from tornado_operator.validation import InvalidSpecError, validated_spec
 
 JSONDict = dict[str, Any]
 Key = tuple[str, str]
-EventPoster = Callable[[JSONDict, Event], None]
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +60,13 @@ class Applied:
     """What applying the children did."""
 
     changed: tuple[str, ...] = ()  # kinds whose live object changed, in apply order
-    deployment: JSONDict | None = None  # the live Deployment, as the apply returned it
+    deployment: JSONDict | None = None  # the live Deployment (as an apply returned it)
     # A same-named object that is not ours: nothing at all was touched.
     conflict: Problem | None = None
     # An API call failed part-way; `changed` lists what was applied before it.
     error: Problem | None = None
+    # The namespace refused the write because it is being deleted.
+    terminating: bool = False
 
 
 def owned_by(obj: JSONDict, uid: str) -> bool:
@@ -92,16 +98,42 @@ def _rv(obj: JSONDict | None) -> str | None:
     return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
 
 
+def _created(obj: JSONDict) -> float:
+    stamp = (obj.get("metadata") or {}).get("creationTimestamp")
+    try:
+        return datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
 class Reconciler:
-    def __init__(self, kube: Kube, default_image: str, post_event: EventPoster) -> None:
+    def __init__(self, kube: Kube, default_image: str, observed: Observed) -> None:
         self.kube = kube
         self.default_image = default_image
-        self.post_event = post_event
+        self.observed = observed
         self.managed = metrics.ManagedObjects(KIND, [child.kind for child in CHILD_KINDS])
         self._locks: dict[Key, asyncio.Lock] = {}
         self._pending: set[Key] = set()
         self._retrying: set[Key] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def post_event(self, parent: JSONDict, event: Event) -> None:
+        """Post an Event about `parent` in the background: a reconcile never waits for it."""
+        task = asyncio.create_task(self._post_event(parent, event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post_event(self, parent: JSONDict, event: Event) -> None:
+        try:
+            await self.kube.post_event(
+                parent, type=event.type, reason=event.reason, message=event.message
+            )
+        except APIError as exc:
+            # Not retried (see kubeapi.post_event); a terminating namespace is no news at all.
+            if errors.namespace_terminating(exc) or exc.status == 404:
+                logger.debug("event %s dropped: %s", event.reason, exc.message)
+            else:
+                logger.warning("could not post event %s: %s", event.reason, exc.message)
 
     def _lock(self, key: Key) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -173,12 +205,11 @@ class Reconciler:
         return outcome
 
     async def _reconcile(self, namespace: str, name: str, *, trigger: str, retry: int) -> Outcome:
-        try:
-            parent = await self.kube.get(TORNADO_SERVICE, namespace, name)
-        except APIError as exc:
-            return Outcome(errors.classify(exc, f"reading TornadoService {name}"))
+        parent = self.observed.get(TORNADO_SERVICE.kind, namespace, name)
         if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
             # Deletion is garbage collection's job: children carry ownerReferences.
+            return Outcome(gone=True)
+        if self.observed.terminating(namespace, _created(parent)):
             return Outcome(gone=True)
 
         meta = parent["metadata"]
@@ -196,6 +227,8 @@ class Reconciler:
 
         children = render_children(info, spec, self.default_image)
         applied = await self._apply_children(info, children)
+        if applied.terminating:
+            return Outcome(gone=True)
         if applied.error is not None:
             if applied.error.permanent or retry >= DEGRADE_AFTER_RETRIES:
                 await self._safe_status(parent, spec, None, applied.error)
@@ -211,10 +244,7 @@ class Reconciler:
                         f"restored {kind} {name} to the TornadoService spec",
                     ),
                 )
-        try:
-            pods = await self.kube.list(POD, namespace, labels.selector_string(name))
-        except APIError as exc:
-            return Outcome(errors.classify(exc, "listing pods"), applied.changed)
+        pods = self.observed.pods(namespace, name)
         await self._safe_status(parent, spec, applied.deployment, applied.conflict, pods)
         if applied.conflict is None:
             kinds = frozenset(c["kind"] for c in children.all())
@@ -222,18 +252,23 @@ class Reconciler:
         return Outcome(applied.conflict, applied.changed)
 
     async def _apply_children(self, info: rendering.Parent, children: Children) -> Applied:
-        """Apply every desired child and remove our unwanted ones, unless one of them exists
-        and is not ours: then nothing at all is touched."""
+        """Apply every desired child that differs from its live object and remove our unwanted
+        ones, unless one of them exists and is not ours: then nothing at all is touched."""
         changed: list[str] = []
+        deployment: JSONDict | None = None
         try:
             live: dict[str, JSONDict | None] = {}
             for child in CHILD_KINDS:
-                obj = await self.kube.get(child, info.namespace, info.name)
-                live[child.kind] = obj
+                obj = self.observed.get(child.kind, info.namespace, info.name)
                 wanted = children[child.kind] is not None
+                if obj is None and wanted:
+                    # The watches see only objects labelled as ours, so before creating one,
+                    # ask whether a same-named object of someone else is there (one GET per
+                    # child when it is first made, never once it is watched).
+                    obj = await self.kube.get(child, info.namespace, info.name)
+                live[child.kind] = obj
                 if obj is not None and wanted and not owned_by(obj, info.uid):
                     return Applied(conflict=_conflict(child.kind, info))
-            deployment: JSONDict | None = None
             for child in CHILD_KINDS:
                 obj = live[child.kind]
                 manifest = children[child.kind]
@@ -249,7 +284,17 @@ class Reconciler:
                             )
                             metrics.APPLIES.labels(kind=child.kind, changed="deleted").inc()
                     continue
+                if obj is not None and (obj.get("metadata") or {}).get("deletionTimestamp"):
+                    # Being deleted (garbage collection, a foreground delete): applying now
+                    # would edit a dying object. Its deletion event brings the next reconcile.
+                    continue
+                if drift.up_to_date(manifest, obj):
+                    metrics.APPLIES.labels(kind=child.kind, changed="skipped").inc()
+                    if child is DEPLOYMENT:
+                        deployment = obj
+                    continue
                 result = await self.kube.apply(child, manifest)
+                self.observed.wrote(child.kind, result)
                 did_change = _rv(result) != _rv(obj)
                 metrics.APPLIES.labels(kind=child.kind, changed=str(did_change).lower()).inc()
                 if did_change:
@@ -264,6 +309,9 @@ class Reconciler:
                 if child is DEPLOYMENT:
                     deployment = result
         except APIError as exc:
+            if errors.namespace_terminating(exc):
+                self.observed.saw_terminating(info.namespace)
+                return Applied(changed=tuple(changed), terminating=True)
             return Applied(changed=tuple(changed), error=errors.classify(exc, "applying children"))
         return Applied(changed=tuple(changed), deployment=deployment)
 
@@ -279,6 +327,9 @@ class Reconciler:
             await self._write_status(parent, spec, deployment, pods or [], blocker)
         except APIError as exc:
             # The next reconcile writes it; a status write must not turn success into failure.
+            if errors.namespace_terminating(exc):
+                self.observed.saw_terminating(str(parent["metadata"]["namespace"]))
+                return
             logger.warning("could not write status of %s: %s", parent["metadata"]["name"], exc)
 
     async def _write_status(
@@ -311,7 +362,8 @@ class Reconciler:
         }
         current = {k: old_status.get(k) for k in status}
         if current != status:
-            await self.kube.patch_status(meta["namespace"], meta["name"], status)
+            written = await self.kube.patch_status(meta["namespace"], meta["name"], status)
+            self.observed.wrote(TORNADO_SERVICE.kind, written)
         for event in assessment.transition_events(old_conditions, found.conditions):
             self.post_event(parent, event)
 

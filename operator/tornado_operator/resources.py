@@ -27,6 +27,7 @@ class Resource:
 
 TORNADO_SERVICE = Resource(GROUP, VERSION, PLURAL, KIND)
 POD = Resource("", "v1", "pods", "Pod")
+EVENT = Resource("", "v1", "events", "Event")
 # kopf's peering objects: one per watched namespace, or one for the whole cluster.
 PEERING = Resource("kopf.dev", "v1", "kopfpeerings", "KopfPeering")
 CLUSTER_PEERING = Resource(

@@ -43,12 +43,19 @@ class FakeKube:
     pass
 
 
+async def fake_kube(cls: type) -> FakeKube:
+    return FakeKube()
+
+
 def run_configure(memo: kopf.Memo, monkeypatch: pytest.MonkeyPatch) -> kopf.OperatorSettings:
-    monkeypatch.setattr(handlers.Kube, "from_environment", classmethod(lambda cls: FakeKube()))
+    monkeypatch.setattr(handlers.Kube, "from_environment", classmethod(fake_kube))
     started: list[int] = []
     monkeypatch.setattr(handlers, "_start_metrics", started.append)
     settings = kopf.OperatorSettings()
-    asyncio.run(handlers.configure(settings=settings, memo=memo))
+    # kopf passes its indexes to every handler by name.
+    indexes = {handlers.PARENT_INDEX: {}, handlers.POD_INDEX: {}}
+    indexes.update({key: {} for key in handlers.CHILD_INDEXES.values()})
+    asyncio.run(handlers.configure(settings=settings, memo=memo, **indexes))
     return settings
 
 

@@ -1,49 +1,77 @@
-"""kubeapi: paths derived from the kind table, and no client exception gets out of it."""
+"""kubeapi against a real HTTP server on loopback: paths derived from the kind table, requests
+counted, and no client exception gets out of it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
-from tornado_operator import errors, kubeapi
+from aiohttp import web
+from kubernetes_asyncio.client import ApiClient, Configuration
+from tornado_operator import errors, kubeapi, metrics
 from tornado_operator.children import CHILD_KINDS
 from tornado_operator.resources import CLUSTER_PEERING, PEERING, POD, TORNADO_SERVICE
-from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class Response:
-    def __init__(self, status: int, data: bytes = b"", reason: str = "OK") -> None:
-        self.status, self.data, self.reason = status, data, reason
-
-    def read(self) -> bytes:
-        return self.data
-
-
-class Client:
-    """Just enough of kubernetes.client.ApiClient: the calls kubeapi makes."""
-
-    def __init__(self, *outcomes: Response | BaseException) -> None:
-        self.outcomes = list(outcomes)
-        self.requests: list[tuple[str, str, dict[str, Any]]] = []
-
-    def param_serialize(self, method: str, path: str, **kwargs: Any) -> tuple[str, str]:
-        self.requests.append((method, path, kwargs))
-        return method, path
-
-    def call_api(self, *_: Any, **__: Any) -> Response:
-        outcome = self.outcomes.pop(0)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-
-def status_body(code: int, reason: str, message: str) -> bytes:
+def status_body(code: int, reason: str, message: str, **extra: Any) -> str:
     return json.dumps(
-        {"kind": "Status", "code": code, "reason": reason, "message": message}
-    ).encode()
+        {"kind": "Status", "code": code, "reason": reason, "message": message, **extra}
+    )
+
+
+class Server:
+    """An API server stand-in on 127.0.0.1 that answers from a script and records requests."""
+
+    def __init__(self) -> None:
+        self.answers: list[Handler] = []
+        self.requests: list[tuple[str, str, dict[str, str], str, Any]] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        text = await request.text()
+        body = json.loads(text) if text else None
+        query = dict(request.query)
+        self.requests.append((request.method, request.path, query, request.content_type, body))
+        return await self.answers.pop(0)(request)
+
+
+def answer(status: int, body: str = "") -> Handler:
+    async def handler(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, text=body, content_type="application/json")
+
+    return handler
+
+
+async def hang_up(request: web.Request) -> web.StreamResponse:
+    assert request.transport is not None
+    request.transport.close()  # no answer at all: the connection just ends
+    return web.Response()
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Server, kubeapi.Kube]]:
+    server = Server()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", server.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    cfg = Configuration(host=f"http://127.0.0.1:{port}")
+    cfg.api_key = {"BearerToken": "s3cret"}
+    cfg.api_key_prefix = {"BearerToken": "Bearer"}
+    kube = kubeapi.Kube(ApiClient(configuration=cfg))
+    try:
+        yield server, kube
+    finally:
+        await kube.close()
+        await runner.cleanup()
 
 
 def test_paths_derive_from_group_version_plural() -> None:
@@ -66,86 +94,159 @@ def test_paths_derive_from_group_version_plural() -> None:
         kubeapi.collection_path(POD, None)
 
 
-def test_error_answers_become_api_errors() -> None:
-    kube = kubeapi.Kube(Client(Response(409, status_body(409, "Conflict", "busy"), "Conflict")))
+async def test_error_answers_become_api_errors(served: tuple[Server, kubeapi.Kube]) -> None:
+    server, kube = served
+    server.answers.append(answer(409, status_body(409, "Conflict", "busy")))
     with pytest.raises(errors.APIError) as info:
-        kube.request_sync("GET", "/x")
+        await kube.request("GET", "/x")
     assert (info.value.status, info.value.reason, info.value.message) == (409, "Conflict", "busy")
     assert type(info.value) is errors.APIError
-
-
-def test_client_exceptions_become_api_errors() -> None:
-    raised = ApiException(status=429, reason="Too Many Requests")
-    kube = kubeapi.Kube(Client(raised, ApiException(status=0, reason="SSLError\nbad cert")))
+    server.answers.append(answer(500, "plain text, not a Status"))
     with pytest.raises(errors.APIError) as info:
-        kube.request_sync("GET", "/x")
-    assert (info.value.status, info.value.message) == (429, "Too Many Requests")
-    assert info.value.__cause__ is raised
-    with pytest.raises(errors.APIError) as info:
-        kube.request_sync("GET", "/x")
+        await kube.request("GET", "/x")
+    assert (info.value.status, info.value.message) == (500, "plain text, not a Status")
     assert not errors.classify(info.value, "x").permanent
 
 
-@pytest.mark.parametrize(
-    "exc",
-    [
-        ProtocolError("reset"),
-        MaxRetryError(None, "/x"),  # type: ignore[arg-type]
-        ReadTimeoutError(None, "/x", "read timed out"),  # type: ignore[arg-type]
-        ConnectionRefusedError(),
-        TimeoutError("slow"),
-    ],
-)
-def test_no_answer_becomes_a_connection_error(exc: Exception) -> None:
-    kube = kubeapi.Kube(Client(exc))
+async def test_the_token_goes_in_a_header(served: tuple[Server, kubeapi.Kube]) -> None:
+    server, kube = served
+    seen: list[str] = []
+
+    async def check(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.Response(text="{}", content_type="application/json")
+
+    server.answers.append(check)
+    assert await kube.request("GET", "/x") == {}
+    assert seen == ["Bearer s3cret"]
+
+
+async def test_no_answer_becomes_a_connection_error(served: tuple[Server, kubeapi.Kube]) -> None:
+    server, kube = served
+    # aiohttp tries a GET once more on a fresh connection when the first one just ends.
+    server.answers += [hang_up, hang_up]
     with pytest.raises(errors.APIConnectionError) as info:
-        kube.request_sync("GET", "/x")
-    assert info.value.status == 0 and info.value.__cause__ is exc
-    assert info.value.message == f"{type(exc).__name__}: {exc}"
+        await kube.request("GET", "/x")
+    assert info.value.status == 0
     problem = errors.classify(info.value, "x")
     assert not problem.permanent and problem.reason == "ApiUnavailable"
 
 
-def test_bugs_are_not_api_errors() -> None:
-    kube = kubeapi.Kube(Client(KeyError("bug")))
-    with pytest.raises(KeyError):
-        kube.request_sync("GET", "/x")
+async def test_refused_connection_is_a_connection_error() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    kube = kubeapi.Kube(ApiClient(configuration=Configuration(host=f"http://127.0.0.1:{port}")))
+    try:
+        with pytest.raises(errors.APIConnectionError) as info:
+            await kube.request("GET", "/x")
+    finally:
+        await kube.close()
+    assert "Connect" in info.value.message
 
 
-def test_absent_objects() -> None:
-    not_found = Response(404, status_body(404, "NotFound", "gone"), "Not Found")
-    conflict = Response(409, status_body(409, "Conflict", "uid precondition"), "Conflict")
-    client = Client(not_found, not_found, conflict, not_found, not_found)
-    kube = kubeapi.Kube(client)
+async def test_absent_objects(served: tuple[Server, kubeapi.Kube]) -> None:
+    server, kube = served
+    not_found = answer(404, status_body(404, "NotFound", "gone"))
+    conflict = answer(409, status_body(409, "Conflict", "uid precondition"))
+    server.answers += [not_found, not_found, conflict, not_found, not_found]
     [deployment, *_] = CHILD_KINDS
-
-    async def calls() -> list[object]:
-        return [
-            await kube.get(deployment, "a", "web"),
-            await kube.delete_owned(deployment, "a", "web", "uid-1"),
-            await kube.delete_owned(deployment, "a", "web", "uid-1"),
-            await kube.patch_status("a", "web", {"replicas": 1}),
-            await kube.peering_exists("p", None),
-        ]
-
-    assert asyncio.run(calls()) == [None, False, False, None, False]
-    assert [path for _, path, _ in client.requests] == [
+    assert [
+        await kube.get(deployment, "a", "web"),
+        await kube.delete_owned(deployment, "a", "web", "uid-1"),
+        await kube.delete_owned(deployment, "a", "web", "uid-1"),
+        await kube.patch_status("a", "web", {"replicas": 1}),
+        await kube.peering_exists("p", None),
+    ] == [None, False, False, None, False]
+    assert [path for _, path, *_ in server.requests] == [
         "/apis/apps/v1/namespaces/a/deployments/web",
         "/apis/apps/v1/namespaces/a/deployments/web",
         "/apis/apps/v1/namespaces/a/deployments/web",
         "/apis/tornado-operator.dev/v1alpha1/namespaces/a/tornadoservices/web/status",
         "/apis/kopf.dev/v1/clusterkopfpeerings/p",
     ]
+    assert server.requests[1][4]["preconditions"] == {"uid": "uid-1"}
 
 
-def test_apply_goes_to_the_kind_path_under_our_field_manager() -> None:
-    client = Client(Response(200, b'{"metadata": {"resourceVersion": "2"}}'))
-    kube = kubeapi.Kube(client)
+async def test_apply_goes_to_the_kind_path_under_our_field_manager(
+    served: tuple[Server, kubeapi.Kube],
+) -> None:
+    server, kube = served
+    server.answers.append(answer(200, '{"metadata": {"resourceVersion": "2"}}'))
     pdb = CHILD_KINDS[-1]
     manifest = {"metadata": {"name": "web", "namespace": "a"}, "spec": {}}
-    result = asyncio.run(kube.apply(pdb, manifest))
+    before = metrics.API_REQUESTS.labels(verb="apply", kind=pdb.kind, code="200")._value.get()
+    result = await kube.apply(pdb, manifest)
     assert result == {"metadata": {"resourceVersion": "2"}}
-    [(method, path, kwargs)] = client.requests
+    [(method, path, query, content_type, body)] = server.requests
     assert (method, path) == ("PATCH", "/apis/policy/v1/namespaces/a/poddisruptionbudgets/web")
-    assert kwargs["query_params"] == [("fieldManager", "tornado-operator"), ("force", "true")]
-    assert kwargs["header_params"]["Content-Type"] == "application/apply-patch+yaml"
+    assert query == {"fieldManager": "tornado-operator", "force": "true"}
+    assert content_type == "application/apply-patch+yaml" and body == manifest
+    after = metrics.API_REQUESTS.labels(verb="apply", kind=pdb.kind, code="200")._value.get()
+    assert after == before + 1
+
+
+async def test_events_are_posted_once_and_say_who_posted(
+    served: tuple[Server, kubeapi.Kube],
+) -> None:
+    server, kube = served
+    terminating = status_body(
+        403,
+        "Forbidden",
+        "events is forbidden: unable to create new content in namespace a because it is being "
+        "terminated",
+        details={"causes": [{"reason": "NamespaceTerminating"}]},
+    )
+    server.answers += [answer(201, "{}"), answer(403, terminating)]
+    parent = {"metadata": {"name": "web", "namespace": "a", "uid": "u1"}}
+    await kube.post_event(parent, type="Warning", reason="CrashLoopBackOff", message="m" * 2000)
+    with pytest.raises(errors.APIError) as info:
+        await kube.post_event(parent, type="Normal", reason="Ready", message="ok")
+    assert errors.namespace_terminating(info.value)
+    (_, path, _, _, body), _ = server.requests
+    assert path == "/api/v1/namespaces/a/events"
+    assert body["involvedObject"] == {
+        "apiVersion": "tornado-operator.dev/v1alpha1",
+        "kind": "TornadoService",
+        "name": "web",
+        "namespace": "a",
+        "uid": "u1",
+    }
+    assert (body["type"], body["reason"], len(body["message"])) == (
+        "Warning",
+        "CrashLoopBackOff",
+        1024,
+    )
+    assert body["source"] == {"component": "tornado-operator"}
+    assert len(server.requests) == 2  # not retried
+
+
+async def test_requests_run_concurrently() -> None:
+    # The point of the async client: many requests in flight at once, no thread pool.
+    in_flight, most = 0, 0
+    release = asyncio.Event()
+
+    async def held(_: web.Request) -> web.StreamResponse:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if most >= 40:
+            release.set()
+        await asyncio.wait_for(release.wait(), 10)
+        in_flight -= 1
+        return web.Response(text="{}", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", held)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    cfg = Configuration(host=f"http://127.0.0.1:{runner.addresses[0][1]}")
+    cfg.connection_pool_maxsize = kubeapi.MAX_CONNECTIONS
+    kube = kubeapi.Kube(ApiClient(configuration=cfg))
+    try:
+        await asyncio.gather(*(kube.request("GET", f"/x/{i}") for i in range(40)))
+    finally:
+        await kube.close()
+        await runner.cleanup()
+    assert most == 40

@@ -7,7 +7,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from tornado_operator import DEFAULT_IMAGE, rendering, validation
+from tornado_operator import DEFAULT_IMAGE, drift, rendering, validation
 from tornado_operator.children import CHILD_KINDS, Children, render_children
 
 PARENT = rendering.Parent(
@@ -203,7 +203,10 @@ def test_service() -> None:
             "nodePort": 30080,
         }
     ]
-    assert svc["metadata"]["annotations"] == {"a": "b"}
+    assert svc["metadata"]["annotations"] == {
+        "a": "b",
+        drift.HASH_ANNOTATION: drift.rendered_hash(svc),
+    }
     assert svc["spec"]["selector"] == render({}).deployment["spec"]["selector"]["matchLabels"]
 
 

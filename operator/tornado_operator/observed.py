@@ -1,0 +1,92 @@
+"""What the operator knows of live objects, without asking the API server.
+
+Reads come from the watches kopf already holds (its indexes, filled before any handler runs), so
+a reconcile costs no GET or LIST. A watch lags the operator's own writes by a moment, so what a
+write returned is kept until the watch has caught up with it: the fresher of the two, by
+resourceVersion, is what a reconcile sees. Without that, the reconcile right after a write would
+see the old object and write again.
+
+resourceVersions are compared as integers. The API contract calls them opaque, but every API
+server backed by etcd hands out its revision, and comparing is only ever used here to choose the
+fresher of two copies of one object; when either is not a number, the watch's copy wins.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+JSONDict = dict[str, Any]
+Key = tuple[str, str, str]  # kind, namespace, name
+# (kind, namespace, name) -> the watched object, or None; (namespace, instance) -> its pods.
+ObjectLookup = Callable[[str, str, str], JSONDict | None]
+PodsLookup = Callable[[str, str], Iterable[JSONDict]]
+
+# How long a namespace that refused writes because it is being deleted stays "terminating".
+TERMINATING_MEMORY_SECONDS = 600.0
+
+
+def resource_version(obj: JSONDict | None) -> int:
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or -1)
+    except (TypeError, ValueError):
+        return -1
+
+
+class Observed:
+    """The watches' view of the operator's objects, corrected by its own writes."""
+
+    def __init__(self, lookup: ObjectLookup, pods: PodsLookup) -> None:
+        self._lookup = lookup
+        self._pods = pods
+        self._written: dict[Key, JSONDict] = {}
+        self._terminating: dict[str, float] = {}  # namespace -> wall time it was seen so
+
+    def get(self, kind: str, namespace: str, name: str) -> JSONDict | None:
+        key = (kind, namespace, name)
+        watched = self._lookup(kind, namespace, name)
+        written = self._written.get(key)
+        if written is None:
+            return watched
+        if watched is not None and resource_version(watched) >= resource_version(written):
+            del self._written[key]  # the watch caught up: nothing to keep
+            return watched
+        return written
+
+    def wrote(self, kind: str, obj: JSONDict | None) -> None:
+        """Remember what a write returned (None: nothing to remember)."""
+        meta = (obj or {}).get("metadata") or {}
+        if obj is None or not meta.get("name"):
+            return
+        key = (kind, str(meta.get("namespace") or ""), str(meta["name"]))
+        if resource_version(obj) >= resource_version(self._written.get(key)):
+            self._written[key] = obj
+
+    def deleted(self, kind: str, namespace: str, name: str) -> None:
+        """The watch saw the object deleted: a copy from an earlier write is stale."""
+        self._written.pop((kind, namespace, name), None)
+
+    def written_version(self, kind: str, namespace: str, name: str) -> int | None:
+        """The resourceVersion of the operator's last write of this object still remembered."""
+        written = self._written.get((kind, namespace, name))
+        return None if written is None else resource_version(written)
+
+    def pods(self, namespace: str, instance: str) -> list[JSONDict]:
+        return list(self._pods(namespace, instance))
+
+    def saw_terminating(self, namespace: str) -> None:
+        self._terminating[namespace] = time.time()
+        self._written = {k: v for k, v in self._written.items() if k[1] != namespace}
+
+    def terminating(self, namespace: str, created: float) -> bool:
+        """Whether the namespace was refusing new content when last tried, for an object created
+        at `created` (epoch seconds): objects created later live in a namespace of that name that
+        was made anew, since a terminating namespace takes no new objects."""
+        seen = self._terminating.get(namespace)
+        if seen is None:
+            return False
+        if time.time() - seen > TERMINATING_MEMORY_SECONDS:
+            del self._terminating[namespace]
+            return False
+        return created <= seen

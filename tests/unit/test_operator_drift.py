@@ -1,0 +1,122 @@
+"""No-op detection: when a live child already says what the rendered manifest says."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from tornado_operator import DEFAULT_IMAGE, drift, validation
+from tornado_operator.children import render_children
+from tornado_operator.observed import Observed
+from tornado_operator.rendering import Parent
+
+JSONDict = dict[str, Any]
+PARENT = Parent(name="web", namespace="ns", uid="u-1")
+
+
+def rendered(spec: JSONDict | None = None) -> JSONDict:
+    return render_children(PARENT, validation.validated_spec(spec or {}), DEFAULT_IMAGE).deployment
+
+
+def as_served(manifest: JSONDict) -> JSONDict:
+    """What the API server gives back: our fields plus defaults, status and server metadata."""
+    live = copy.deepcopy(manifest)
+    live["metadata"].update(uid="d-1", resourceVersion="7", generation=1, managedFields=[])
+    live["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "1"
+    live["spec"]["template"]["spec"]["dnsPolicy"] = "ClusterFirst"
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    container["terminationMessagePath"] = "/dev/termination-log"
+    container["ports"][0]["protocol"] = "TCP"
+    live["status"] = {"replicas": 1, "readyReplicas": 1}
+    return live
+
+
+def test_the_hash_is_stable_and_recorded() -> None:
+    a, b = rendered(), rendered()
+    assert drift.recorded_hash(a) == drift.recorded_hash(b) == drift.rendered_hash(a)
+    assert drift.recorded_hash(rendered({"replicas": 3})) != drift.recorded_hash(a)
+
+
+def test_a_served_copy_of_the_same_manifest_is_up_to_date() -> None:
+    manifest = rendered()
+    assert drift.up_to_date(manifest, as_served(manifest))
+
+
+def test_nothing_live_is_not_up_to_date() -> None:
+    assert not drift.up_to_date(rendered(), None)
+
+
+def test_a_spec_change_is_seen_by_its_hash() -> None:
+    old = as_served(rendered({"podAnnotations": {"a": "1"}}))
+    # Removing a field: every other rendered field is still present live; only the hash tells.
+    new = copy.deepcopy(rendered())
+    del new["metadata"]["annotations"][drift.HASH_ANNOTATION]
+    assert drift.contains(new, old)
+    assert not drift.up_to_date(rendered(), old)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image="hand/edit:1"),
+        lambda d: d["spec"].update(replicas=5),
+        lambda d: d["metadata"]["labels"].pop("app.kubernetes.io/instance"),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0]["env"].pop(),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"].update(
+            memory="1Gi"
+        ),
+        lambda d: d["spec"]["template"]["spec"].update(automountServiceAccountToken=True),
+    ],
+)
+def test_a_hand_edit_is_drift(edit: Any) -> None:
+    manifest = rendered()
+    live = as_served(manifest)
+    edit(live)
+    assert not drift.up_to_date(manifest, live)
+
+
+def test_quantities_compare_by_value() -> None:
+    manifest = rendered({"resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"}}})
+    live = as_served(manifest)
+    live["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] = {
+        "cpu": "500m",
+        "memory": "1Gi",
+    }
+    assert drift.up_to_date(manifest, live)
+    live["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "501m"
+    assert not drift.up_to_date(manifest, live)
+    assert drift.quantity("1.5Gi") == 1.5 * 1024**3
+    assert drift.quantity("1e3") == 1000 and drift.quantity("web") is None
+
+
+def test_only_quantity_fields_compare_by_value() -> None:
+    assert not drift.contains({"image": "1.0"}, {"image": "1"})
+    assert not drift.contains({"enabled": True}, {"enabled": 1})
+
+
+def test_observed_prefers_the_fresher_copy() -> None:
+    watched: dict[tuple[str, str, str], JSONDict] = {}
+    observed = Observed(lambda *key: watched.get(key), lambda ns, name: [])
+    old = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "5"}}
+    new = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "9"}}
+    watched["Deployment", "ns", "web"] = old
+    observed.wrote("Deployment", new)  # our apply returned rv 9; the watch still has rv 5
+    assert observed.get("Deployment", "ns", "web") is new
+    assert observed.written_version("Deployment", "ns", "web") == 9
+    watched["Deployment", "ns", "web"] = new  # the watch caught up: the copy is dropped
+    assert observed.get("Deployment", "ns", "web") is new
+    assert observed.written_version("Deployment", "ns", "web") is None
+    observed.wrote("Deployment", {**new, "metadata": {**new["metadata"], "resourceVersion": "12"}})
+    observed.deleted("Deployment", "ns", "web")
+    del watched["Deployment", "ns", "web"]
+    assert observed.get("Deployment", "ns", "web") is None
+
+
+def test_a_terminating_namespace_is_remembered_for_older_objects_only() -> None:
+    observed = Observed(lambda *key: None, lambda ns, name: [])
+    assert not observed.terminating("ns", 0.0)
+    observed.saw_terminating("ns")
+    assert observed.terminating("ns", 0.0)
+    assert not observed.terminating("ns", 4102444800.0)  # made after: a new namespace
+    assert not observed.terminating("other", 0.0)
