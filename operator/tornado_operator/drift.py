@@ -110,13 +110,28 @@ def _same_scalar(want: Any, have: Any, key: str, parent: str) -> bool:
     return False
 
 
+def _omitted(value: Any) -> bool:
+    """Whether the API server leaves this value out when it serializes the field.
+
+    Go's `omitempty` drops zero numbers, empty strings, lists and maps of non-pointer fields
+    (minReadySeconds: 0, a probe's initialDelaySeconds: 0). False is not among them here: the
+    booleans we render are pointers (automountServiceAccountToken, allowPrivilegeEscalation...),
+    which are kept when false and mean something else when absent.
+    """
+    if isinstance(value, bool):
+        return False
+    return value in (0, "") or value == [] or value == {}
+
+
 def contains(want: Any, have: Any, key: str = "", parent: str = "") -> bool:
     """Whether `have` holds every field of `want` with the same value. Lists must have the same
     length (we render whole lists: containers, ports, env) and match item by item."""
     if isinstance(want, dict):
         if not isinstance(have, dict):
             return False
-        return all(k in have and contains(v, have[k], k, key) for k, v in want.items())
+        return all(
+            contains(v, have[k], k, key) if k in have else _omitted(v) for k, v in want.items()
+        )
     if isinstance(want, list):
         if not isinstance(have, list) or len(want) != len(have):
             return False

@@ -90,6 +90,18 @@ def test_quantities_compare_by_value() -> None:
     assert drift.quantity("1e3") == 1000 and drift.quantity("web") is None
 
 
+def test_zero_values_the_server_omits_are_not_drift() -> None:
+    manifest = rendered()
+    live = as_served(manifest)
+    assert live["spec"]["minReadySeconds"] == 0
+    del live["spec"]["minReadySeconds"]  # int32 with omitempty: the server drops a 0
+    del live["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["initialDelaySeconds"]
+    assert drift.up_to_date(manifest, live)
+    # A false pointer boolean is kept by the server; its absence is a real change.
+    del live["spec"]["template"]["spec"]["automountServiceAccountToken"]
+    assert not drift.up_to_date(manifest, live)
+
+
 def test_only_quantity_fields_compare_by_value() -> None:
     assert not drift.contains({"image": "1.0"}, {"image": "1"})
     assert not drift.contains({"enabled": True}, {"enabled": 1})
