@@ -38,10 +38,11 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## the Python virtualenv .venv with the project and its dev tools
 
-lint: venv ## ruff and mypy (strict on the operator and the dev tooling)
+lint: venv ## ruff, mypy (strict on the operator and the dev tooling), the operator's import contract
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy --strict hack service_template/scaffold.py benchmarks tests/template
 	cd service_template && ../$(VENV)/bin/mypy
 
