@@ -18,6 +18,7 @@ from prometheus_client import start_http_server
 
 from tornado_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION, kubeapi, labels
 from tornado_operator import settings as settings_mod
+from tornado_operator.autoscaling import daemon as autoscaling_daemon
 from tornado_operator.children import CHILD_KINDS
 from tornado_operator.kubeapi import Kube
 from tornado_operator.observed import Observed, resource_version
@@ -176,6 +177,10 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
         await _require_peering(kube, settings.peering.name, cfg)
     # kopf hands every handler its indexes by name; these views stay current as watches run.
     memo["reconciler"] = Reconciler(kube, cfg.default_image, observed_from(kwargs))
+    # The concurrency autoscaler: one Scraper and the deciders, shared by every daemon below.
+    memo["autoscaling"] = autoscaling_daemon.Runtime.from_settings(
+        cfg, kube, memo["reconciler"].post_event
+    )
     _start_metrics(cfg.metrics_port)
     logger.info(
         "tornado-operator configured: namespaces=%s default_image=%s",
@@ -244,6 +249,35 @@ async def on_create(name: str, namespace: str | None, memo: Any, retry: int, **_
 @kopf.on.update(GROUP, VERSION, PLURAL, id="update")
 async def on_update(name: str, namespace: str | None, memo: Any, retry: int, **_: Any) -> None:
     await _reconcile_parent(name, namespace, memo, retry)
+
+
+# The concurrency autoscaler (spec.autoscaling.metric concurrency, autoscaling.daemon): one daemon
+# per such TornadoService. kopf stops it when the spec stops matching, the object goes, the
+# operator exits or peering pauses it. It returns nothing: kopf would store a value in status.
+@kopf.daemon(
+    GROUP, VERSION, PLURAL, id="autoscaler", when=autoscaling_daemon.wanted, cancellation_timeout=10
+)
+async def autoscaler(
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: Any,
+    logger: Any,
+    **_: Any,
+) -> None:
+    if namespace:
+        pods = _reconciler(memo).observed.pods  # the pod index, no API call
+        await autoscaling_daemon.run(
+            namespace, name, body, stopped, memo["autoscaling"], pods, logger
+        )
+
+
+@kopf.on.cleanup()
+async def close_autoscaling(memo: Any, **_: Any) -> None:
+    runtime = memo.get("autoscaling")
+    if isinstance(runtime, autoscaling_daemon.Runtime):
+        await runtime.close()
 
 
 @kopf.on.cleanup()

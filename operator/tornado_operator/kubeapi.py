@@ -137,7 +137,30 @@ class Kube:
     ) -> JSONDict | None:
         """One request; the parsed JSON answer, or None for an empty one. `kind` labels the
         request in the operator's metrics."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        data = await self._send(method, path, query, body, content_type, kind, "application/json")
+        if not data:
+            return None
+        return json.loads(data)  # type: ignore[no-any-return]
+
+    async def get_text(self, path: str, *, kind: str = "") -> str:
+        """GET an answer that is not JSON, as text: a pod's /metrics through the API server's
+        pod proxy (the concurrency autoscaler's --scrape-via apiserver)."""
+        data = await self._send("GET", path, None, None, "application/json", kind, "*/*")
+        if isinstance(data, bytes):
+            return data.decode("utf-8", "replace")
+        return str(data or "")
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None,
+        body: Any,
+        content_type: str,
+        kind: str,
+        accept: str,
+    ) -> Any:
+        headers = {"Accept": accept, "Content-Type": content_type}
         params = dict(query or {})
         verb = _verb(method, content_type, path)
         code = "0"
@@ -164,9 +187,7 @@ class Kube:
             raise APIConnectionError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             metrics.API_REQUESTS.labels(verb=verb, kind=kind or "-", code=code).inc()
-        if not data:
-            return None
-        return json.loads(data)  # type: ignore[no-any-return]
+        return data
 
     async def get(self, resource: Resource, namespace: str, name: str) -> JSONDict | None:
         """The object, or None when it does not exist."""

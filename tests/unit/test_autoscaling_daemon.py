@@ -84,7 +84,9 @@ class FakeKube:
         query: dict[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        kind: str = "",
     ) -> dict[str, Any] | None:
+        assert kind == "TornadoService"
         self.calls.append((method, path.removeprefix(BASE), body, content_type))
         short = path.removeprefix(BASE)
         error = self.fail.pop((method, short), None)
@@ -422,3 +424,46 @@ def test_no_hpa_with_metric_concurrency() -> None:
     del cpu["autoscaling"]["targetConcurrency"]
     hpa = rendering.render_hpa(parent, validation.validated_spec(cpu), "x:1")
     assert hpa is not None and hpa["spec"]["maxReplicas"] == 6
+
+
+# -- the wiring ------------------------------------------------------------------------------
+
+
+def test_one_daemon_per_tornadoservice_with_concurrency() -> None:
+    from kopf._core.intents import registries
+    from tornado_operator import GROUP, PLURAL, VERSION, handlers
+
+    found = [
+        h
+        for h in registries.get_default_registry()._spawning.get_all_handlers()
+        if h.id == "autoscaler"
+    ]
+    assert len(found) == 1
+    [daemon_handler] = found
+    assert daemon_handler.fn is handlers.autoscaler
+    assert daemon_handler.when is daemon.wanted
+    assert daemon_handler.selector is not None
+    selector = daemon_handler.selector
+    assert (selector.group, selector.version, selector.any_name) == (GROUP, VERSION, PLURAL)
+
+
+def test_the_runtime_follows_the_settings() -> None:
+    class TextKube(FakeKube):
+        async def get_text(self, path: str, *, kind: str = "") -> str:
+            return "http_requests_in_flight 2\n"
+
+    cfg = settings.Settings(
+        scrape_via="apiserver",
+        scrape_concurrency=3,
+        scrape_timeout_seconds=0.5,
+        scrape_interval_seconds=1.5,
+    )
+    rt = daemon.Runtime.from_settings(cfg, TextKube(), lambda parent, event: None)
+    assert isinstance(rt.scraper, scrape.Scraper)
+    assert (rt.scraper.via, rt.scraper.concurrency, rt.scraper.timeout) == ("apiserver", 3, 0.5)
+    assert rt.interval == 1.5
+    [result] = asyncio.run(rt.scraper.scrape([Target("p", "http://x/metrics", NS, 8080)]))
+    assert result.metrics == PodMetrics(1.0, None)
+    direct = daemon.Runtime.from_settings(settings.Settings(), TextKube(), lambda p, e: None)
+    assert isinstance(direct.scraper, scrape.Scraper) and direct.scraper.via == "direct"
+    assert direct.interval == 2.0

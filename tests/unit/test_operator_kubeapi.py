@@ -221,6 +221,25 @@ async def test_events_are_posted_once_and_say_who_posted(
     assert len(server.requests) == 2  # not retried
 
 
+async def test_text_answers_through_the_pod_proxy(served: tuple[Server, kubeapi.Kube]) -> None:
+    # The concurrency autoscaler's --scrape-via apiserver: a pod's /metrics is not JSON.
+    server, kube = served
+    seen: list[str] = []
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get("Accept", ""))
+        return web.Response(text="http_requests_in_flight 3.0\n", content_type="text/plain")
+
+    server.answers += [metrics, answer(503, status_body(503, "ServiceUnavailable", "no pod"))]
+    path = "/api/v1/namespaces/a/pods/web-1:8080/proxy/metrics"
+    assert await kube.get_text(path, kind="Pod") == "http_requests_in_flight 3.0\n"
+    assert seen == ["*/*"]
+    with pytest.raises(errors.APIError) as info:
+        await kube.get_text(path)
+    assert (info.value.status, info.value.message) == (503, "no pod")
+    assert server.requests[0][:2] == ("GET", path)
+
+
 async def test_requests_run_concurrently() -> None:
     # The point of the async client: many requests in flight at once, no thread pool.
     in_flight, most = 0, 0

@@ -40,9 +40,11 @@ from tornado_operator.assessment import Event
 from tornado_operator.autoscaling import config, report
 from tornado_operator.autoscaling.algorithm import TICK_SECONDS
 from tornado_operator.autoscaling.controller import Autoscalers, ScrapesPods, observe
+from tornado_operator.autoscaling.scrape import APISERVER, Scraper
 from tornado_operator.errors import APIError
 from tornado_operator.kubeapi import object_path
-from tornado_operator.resources import TORNADO_SERVICE
+from tornado_operator.resources import POD, TORNADO_SERVICE
+from tornado_operator.settings import Settings
 from tornado_operator.validation import validated_spec
 
 JSONDict = dict[str, Any]
@@ -55,6 +57,7 @@ AnyLogger = logging.Logger | logging.LoggerAdapter[Any]
 
 # The manager named in managedFields for spec.replicas and status.autoscaling.
 AUTOSCALER_MANAGER = f"{FIELD_MANAGER}-autoscaler"
+KIND = TORNADO_SERVICE.kind  # for the operator's request metrics
 MERGE_PATCH = "application/merge-patch+json"
 # The same trouble (missing metrics, an API error, an invalid spec) is logged once, then again
 # only after this long or when it changes.
@@ -64,7 +67,7 @@ logger = logging.getLogger(__name__)
 
 
 class KubeRequests(Protocol):
-    """The one method of kubeapi.Kube the autoscaler uses."""
+    """The one method of kubeapi.Kube the autoscaler's loop uses."""
 
     async def request(
         self,
@@ -74,7 +77,14 @@ class KubeRequests(Protocol):
         query: dict[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        kind: str = "",
     ) -> JSONDict | None: ...
+
+
+class KubeText(KubeRequests, Protocol):
+    """With --scrape-via apiserver: GET a pod's /metrics through the API server's pod proxy."""
+
+    async def get_text(self, path: str, *, kind: str = "") -> str: ...
 
 
 class Stopped(Protocol):
@@ -124,7 +134,7 @@ def scale_path(namespace: str, name: str) -> str:
 async def read_scale(kube: KubeRequests, namespace: str, name: str) -> Scale | None:
     """spec.replicas and the resourceVersion, None when the TornadoService is gone."""
     try:
-        found = await kube.request("GET", scale_path(namespace, name))
+        found = await kube.request("GET", scale_path(namespace, name), kind=KIND)
     except APIError as exc:
         if exc.status == 404:
             return None
@@ -148,6 +158,7 @@ async def write_scale(
             query={"fieldManager": AUTOSCALER_MANAGER},
             body=body,
             content_type=MERGE_PATCH,
+            kind=KIND,
         )
     except APIError as exc:
         if exc.status in (404, 409):
@@ -167,6 +178,7 @@ async def patch_status(
             query={"fieldManager": AUTOSCALER_MANAGER},
             body={"status": {"autoscaling": block}},
             content_type=MERGE_PATCH,
+            kind=KIND,
         )
     except APIError as exc:
         if exc.status != 404:
@@ -200,6 +212,23 @@ class Runtime:
         self.clock = clock
         self.wall = wall
         self.autoscalers = Autoscalers()
+
+    @classmethod
+    def from_settings(cls, cfg: Settings, kube: KubeText, post_event: EventPoster) -> Runtime:
+        """The operator's one Runtime: a Scraper as the settings say (pods' IPs, or the API
+        server's pod proxy), ticks every scrape interval."""
+        via_api = None
+        if cfg.scrape_via == APISERVER:
+
+            async def via_api(path: str) -> str:
+                return await kube.get_text(path, kind=POD.kind)
+
+        scraper = Scraper(
+            concurrency=cfg.scrape_concurrency,
+            timeout=cfg.scrape_timeout_seconds,
+            via_api=via_api,
+        )
+        return cls(kube, scraper, post_event=post_event, interval=cfg.scrape_interval_seconds)
 
     async def close(self) -> None:
         await self.scraper.close()
