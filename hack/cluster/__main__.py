@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from hack import procs
-from hack.cluster import fakenodes, kind, local, providers
+from hack.cluster import fakenodes, hermetic, kind, local, providers
 from hack.paths import paths
 
 
@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             kwok_state = f"running, pid {kwok}" if kwok else "off (optional: up --fake-nodes N)"
             print(f"{fakenodes.NAME:26} {kwok_state}")
             up = local.is_up(p)
+            if up:
+                gaps = hermetic.problems(before=local.FORWARD_RULES)
+                state = "rules in place" if not gaps else "MISSING: " + "; ".join(gaps)
+                print(f"{'hermetic network':26} {state}")
             if up and kwok:
                 nodes = fakenodes.fake_nodes(p)
                 print(f"fake nodes: {len(nodes)} ({sum(nodes.values())} Ready)")

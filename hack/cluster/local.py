@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hack import images, procs
-from hack.cluster import addons, fakenodes
+from hack.cluster import addons, fakenodes, hermetic
 from hack.kubetools import kubectl
 from hack.paths import (
     API_PORT,
@@ -123,8 +123,11 @@ def is_up(p: Paths) -> bool:
 
 def up(p: Paths, log: Callable[[str], None] = print) -> None:
     check_prerequisites(p)
-    if is_up(p):
-        log(f"cluster is already up; nothing changed. KUBECONFIG={p.kubeconfig}")
+    if is_up(p) or _up_but_slow(p):
+        # A cluster started before the hermetic rules existed gets them now.
+        added = hermetic.ensure(before=FORWARD_RULES)
+        what = "added the missing hermetic network rules" if added else "nothing changed"
+        log(f"cluster is already up; {what}. KUBECONFIG={p.kubeconfig}")
         return
     if any(running_components(p).values()):
         log("a partly started cluster was found; cleaning it up first")
@@ -139,6 +142,18 @@ def up(p: Paths, log: Callable[[str], None] = print) -> None:
     log(f"node Ready after {time.monotonic() - t0:.1f}s")
     addons.install(p)
     log(f"cluster up in {time.monotonic() - t0:.1f}s. KUBECONFIG={p.kubeconfig}")
+
+
+def _up_but_slow(p: Paths, patience: float = 60) -> bool:
+    """Every component runs but /readyz was slow (a loaded node): wait, never tear it down."""
+    if not (all(running_components(p).values()) and p.kubeconfig.exists()):
+        return False
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        if api_healthy(p):
+            return True
+        time.sleep(2)
+    return False
 
 
 def _sysctl(key: str, value: str) -> None:
@@ -163,6 +178,8 @@ def _prepare_host(p: Paths) -> None:
     for rule in FORWARD_RULES:
         if procs.run(["iptables", "-C", *rule], check=False).returncode != 0:
             procs.run(["iptables", "-I", *rule])
+    # Before any pod runs: nothing a pod sends, nor anything sent to a Service IP, leaves the host.
+    hermetic.ensure(before=FORWARD_RULES)
 
 
 def _write_pki(p: Paths) -> None:
@@ -491,6 +508,7 @@ def down(p: Paths, log: Callable[[str], None] = print) -> None:
         procs.run([str(p.bin / "kube-proxy"), "--cleanup"], check=False)
     _kill_orphan_shims(p)
     _remove_chains()
+    hermetic.remove()
     for rule in FORWARD_RULES:
         while procs.run(["iptables", "-D", *rule], check=False).returncode == 0:
             pass
