@@ -172,6 +172,10 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
     for resource in WATCHED:
         key = (resource.group, resource.version, resource.plural)
         settings.watching.label_selectors[key] = labels.MANAGED_SELECTOR
+    # A standby resumes when the active replica's record expires (kopf sleeps until exactly
+    # then): this bounds the failover after an unclean death. Read by kopf's keep-alive, which
+    # starts after the startup handlers.
+    settings.peering.lifetime = cfg.peering_lifetime_seconds
     kube = await Kube.from_environment()
     if settings.peering.mandatory and not settings.peering.standalone:
         await _require_peering(kube, settings.peering.name, cfg)

@@ -43,6 +43,9 @@ class Settings:
     priority: int | None = None  # None: random per process
     # On a first `helm install` the peering object can appear a moment after the pods start.
     peering_wait_seconds: float = 120.0
+    # How long a replica's peering record counts as alive without a keep-alive: a standby takes
+    # over at most this long after the active replica's last keep-alive (kopf's default is 60).
+    peering_lifetime_seconds: int = 10
     # The concurrency autoscaler (spec.autoscaling.metric concurrency). The defaults are
     # autoscaling.scrape's and autoscaling.algorithm's constants (a unit test checks).
     scrape_via: str = "direct"  # or "apiserver": the API server's pod proxy
@@ -163,6 +166,19 @@ def _peering_wait(value: str, _where: str) -> float:
     return seconds
 
 
+def _whole_seconds(name: str, low: int, high: int) -> Parser:
+    def parse(value: str, _where: str) -> int:
+        try:
+            seconds = int(value)
+        except ValueError:
+            seconds = low - 1
+        if not low <= seconds <= high:
+            raise SettingsError(f"{name} must be {low}..{high} whole seconds, got {value!r}")
+        return seconds
+
+    return parse
+
+
 def _scrape_via(value: str, _where: str) -> str:
     via = value.lower()
     if via not in ("direct", "apiserver"):
@@ -216,6 +232,10 @@ SETTINGS: tuple[Setting, ...] = (
             "no peering (development only)", show_default=False, switch=True),
     Setting("peering_wait_seconds", "--peering-wait", "PEERING_WAIT", _peering_wait,
             "seconds to wait at start for the peering object before giving up"),
+    Setting("peering_lifetime_seconds", "--peering-lifetime", "PEERING_LIFETIME",
+            _whole_seconds("peering lifetime", 5, 3600),
+            "seconds a replica's peering record stays valid without a keep-alive: the longest "
+            "a standby waits for a replica that died"),
     Setting("priority", "--priority", "PRIORITY", _priority,
             "peering priority; default: random per process, so exactly one replica is active",
             show_default=False),

@@ -3,23 +3,25 @@ its liveness endpoint, Prometheus metrics and JSON logs."""
 
 from __future__ import annotations
 
+import datetime
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.e2e.operator_process import (
+    OperatorProcess,
+    create_peering,
+    kill_right_after_keepalive,
+    peers,
+)
 from tests.e2e.operator_support import (
     apply,
     get,
-    kubectl,
+    patch,
     tornadoservice,
     wait_for,
     wait_ready,
@@ -28,75 +30,12 @@ from tests.e2e.operator_support import (
 pytest_plugins = ["tests.e2e.operator_fixtures"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OperatorProcess:
-    def __init__(self, namespace: str, peering: str, log: Path) -> None:
-        self.health = free_port()
-        self.metrics = free_port()
-        self.log = log
-        env = {
-            **os.environ,
-            "TORNADO_OPERATOR_NAMESPACES": namespace,
-            "TORNADO_OPERATOR_PEERING_WAIT": "3",
-            "POD_ID": log.stem,
-        }
-        self._out = log.open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tornado_operator",
-                "run",
-                "--peering",
-                peering,
-                "--health-port",
-                str(self.health),
-                "--metrics-port",
-                str(self.metrics),
-            ],
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-
-    def get(self, port: int, path: str) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as rsp:
-            return rsp.read().decode()
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._out.close()
-
-
 @pytest.fixture
 def peered(
     namespace: str, operator_crds: None, template_image: str, tmp_path: Path
 ) -> Iterator[tuple[str, list[OperatorProcess]]]:
     peering = "tornado-operator-test"
-    kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps(
-            {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": peering}}
-        ),
-    )
+    create_peering(namespace, peering)
     procs = [OperatorProcess(namespace, peering, tmp_path / f"replica-{i}.log") for i in range(2)]
     try:
         yield namespace, procs
@@ -122,18 +61,11 @@ def test_one_active_replica_and_a_standby_takes_over(
         wait_for("liveness endpoint", lambda p=p: p.get(p.health, "/healthz") is not None, 60)
 
     # Both replicas announce themselves in the peering object, with distinct random priorities.
-    def peers() -> dict[str, dict[str, int]] | None:
-        status = (
-            json.loads(
-                kubectl(
-                    "get", "kopfpeering", "tornado-operator-test", "-n", ns, "-o", "json"
-                ).stdout
-            ).get("status")
-            or {}
-        )
+    def both() -> dict[str, dict[str, Any]] | None:
+        status = peers(ns, "tornado-operator-test")
         return status if len(status) == 2 else None
 
-    status = wait_for("both replicas in the peering object", peers, 60)
+    status = wait_for("both replicas in the peering object", both, 60)
     assert len({peer["priority"] for peer in status.values()}) == 2
 
     apply(tornadoservice("peered", replicas=1), ns)
@@ -178,3 +110,143 @@ def test_refuses_to_start_without_its_peering_object(
         f"create KopfPeering 'nobody-created-this' in namespace(s) {namespace}" in first["message"]
     )
     assert "--standalone" in first["message"]
+
+
+# Issue 13: after an unclean death (SIGKILL) reconciling resumes within 15 s, as with
+# controller-runtime's default 15 s lease. A standby resumes when the dead replica's peering
+# record expires: at most the peering lifetime (10 s) after its last keep-alive. The kills below
+# land just after a keep-alive, the worst moment.
+FAILOVER_BOUND = 15.0
+# An edit made right after the kill converges at most this long after the resume (one reconcile
+# of a service scaled to 0: no pods to wait for).
+CONVERGE_MARGIN = 5.0
+PEERING = "tornado-operator-failover"
+EDIT = "FAILOVER_EDIT"
+
+
+def _edit(ns: str, name: str, value: str) -> None:
+    patch("tornadoservice", name, ns, {"spec": {"env": [{"name": EDIT, "value": value}]}})
+
+
+def _converged(ns: str, name: str, value: str) -> bool:
+    obj, dep = get("tornadoservice", name, ns), get("deployment", name, ns)
+    if not obj or not dep:
+        return False
+    if (obj.get("status") or {}).get("observedGeneration") != obj["metadata"]["generation"]:
+        return False
+    env = dep["spec"]["template"]["spec"]["containers"][0].get("env") or []
+    return {"name": EDIT, "value": value} in env
+
+
+def _converged_at(ns: str, name: str, value: str, limit: float = 90) -> float:
+    """Wall-clock time the edit `value` was seen converged (polled every 0.2 s)."""
+    what = f"{name} converged with {EDIT}={value}"
+    wait_for(what, lambda: _converged(ns, name, value), limit, 0.2)
+    return time.time()
+
+
+def _resumed_after(p: OperatorProcess, seen: int, limit: float = 60) -> float:
+    """The time of `p`'s next "Resuming operations" after the `seen` it had logged before."""
+    times = wait_for(f"{p.log.name} to resume", lambda: p.resumed_at()[seen:], limit, 0.2)
+    return times[0]
+
+
+@pytest.fixture
+def replicas(
+    namespace: str, operator_crds: None, template_image: str
+) -> Iterator[list[OperatorProcess]]:
+    """Replicas the test starts (appends), all stopped at the end; the peering object exists."""
+    create_peering(namespace, PEERING)
+    started: list[OperatorProcess] = []
+    try:
+        yield started
+    finally:
+        for p in started:
+            p.stop()
+            print(f"--- {p.log.name} (exit {p.proc.returncode}) ---\n{p.text()[-4000:]}")
+
+
+def test_sigkilled_active_replica_is_replaced_within_15s(
+    namespace: str, replicas: list[OperatorProcess], tmp_path: Path
+) -> None:
+    ns = namespace
+    replicas += [OperatorProcess(ns, PEERING, tmp_path / f"replica-{i}.log") for i in range(2)]
+    for p in replicas:
+        wait_for(f"{p.log.name} healthy", p.healthy, 60)
+    records = wait_for(
+        "both replicas in the peering object",
+        lambda: (r := peers(ns, PEERING)) and len(r) == 2 and r,
+        60,
+    )
+    assert {r["lifetime"] for r in records.values()} == {10}, records
+    apply(tornadoservice("failover", replicas=0, env=[{"name": EDIT, "value": "0"}]), ns)
+    # The highest priority is the active one; it logged its resume, the standby did not.
+    by_id = {p.identity: p for p in replicas}
+    active = by_id[max(records, key=lambda k: records[k]["priority"])]
+    [standby] = [p for p in replicas if p is not active]
+    wait_for(f"{active.log.name} active", active.is_active, 30)
+    _converged_at(ns, "failover", "0")
+    assert not standby.is_active()
+    seen = len(standby.resumed_at())
+
+    killed, record_deadline = kill_right_after_keepalive(active, ns, PEERING)
+    _edit(ns, "failover", "1")
+    converged = _converged_at(ns, "failover", "1")
+    resumed = _resumed_after(standby, seen)
+    print(
+        f"failover after SIGKILL: dead record expired at +{record_deadline - killed:.1f}s, "
+        f"standby resumed at +{resumed - killed:.1f}s, edit converged at +{converged - killed:.1f}s"
+    )
+    assert resumed - killed <= FAILOVER_BOUND
+    assert converged - killed <= FAILOVER_BOUND + CONVERGE_MARGIN
+
+
+def test_sigkilled_replica_restarted_does_not_wait_for_its_own_record(
+    namespace: str, replicas: list[OperatorProcess], tmp_path: Path
+) -> None:
+    """One replica: restarted in its pod (same identity) it resumes at once; replaced by a new
+    pod (new identity, lower priority) it waits for the dead record, within the bound."""
+    ns = namespace
+    # Its record claims 60 s: a restart that waited for its own record would take that long.
+    first = OperatorProcess(
+        ns, PEERING, tmp_path / "a-1.log", identity="replica-a",
+        args=["--priority", "100", "--peering-lifetime", "60"],
+    )  # fmt: skip
+    replicas.append(first)
+    wait_for("replica-a healthy", first.healthy, 60)
+    wait_for("replica-a active", first.is_active, 30)
+    apply(tornadoservice("restarted", replicas=0, env=[{"name": EDIT, "value": "0"}]), ns)
+    _converged_at(ns, "restarted", "0")
+
+    record = peers(ns, PEERING)["replica-a"]
+    first.kill()
+    killed = time.time()
+    valid = datetime.datetime.fromisoformat(record["lastseen"]).timestamp() + 60 - killed
+    assert valid > FAILOVER_BOUND + CONVERGE_MARGIN, "its record must outlast the bound"
+    second = OperatorProcess(
+        ns, PEERING, tmp_path / "a-2.log", identity="replica-a", args=["--priority", "100"]
+    )
+    replicas.append(second)
+    _edit(ns, "restarted", "1")
+    restarted = _converged_at(ns, "restarted", "1") - killed
+    assert restarted <= FAILOVER_BOUND, "the restarted replica waited for its own dead record"
+
+    killed, record_deadline = kill_right_after_keepalive(second, ns, PEERING)
+    third = OperatorProcess(
+        ns, PEERING, tmp_path / "b.log", identity="replica-b", args=["--priority", "1"]
+    )
+    replicas.append(third)
+    _edit(ns, "restarted", "2")
+    replaced = _converged_at(ns, "restarted", "2") - killed
+    resumed = _resumed_after(third, 0) - killed
+    print(
+        f"one replica SIGKILLed: restarted with its identity, converged at +{restarted:.1f}s "
+        f"(its dead record valid for {valid:.0f}s more); "
+        f"replaced by a lower-priority one: dead record expired at "
+        f"+{record_deadline - killed:.1f}s, resumed at +{resumed:.1f}s, converged at "
+        f"+{replaced:.1f}s"
+    )
+    # It did wait for the dead record (the case this part is about), and no longer than that.
+    assert resumed >= record_deadline - killed - 1
+    assert resumed <= FAILOVER_BOUND
+    assert replaced <= FAILOVER_BOUND + CONVERGE_MARGIN

@@ -75,6 +75,14 @@ def test_startup_reads_settings_from_the_memo(monkeypatch: pytest.MonkeyPatch) -
     assert len(settings.watching.label_selectors) == len(CHILD_KINDS) + 1
 
 
+def test_startup_sets_the_peering_lifetime(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert kopf.OperatorSettings().peering.lifetime == 60  # kopf's own default
+    memo = kopf.Memo(settings=settings_mod.Settings(metrics_port=0))
+    assert run_configure(memo, monkeypatch).peering.lifetime == 10
+    memo = kopf.Memo(settings=settings_mod.Settings(metrics_port=0, peering_lifetime_seconds=25))
+    assert run_configure(memo, monkeypatch).peering.lifetime == 25
+
+
 def test_startup_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # As when kopf loads the module itself (`kopf run -m tornado_operator.handlers`).
     monkeypatch.setenv("TORNADO_OPERATOR_DEFAULT_IMAGE", "from/env:1")

@@ -100,6 +100,20 @@ def test_bad_peering_wait_is_named(bad: str) -> None:
         parse(["--peering-wait", bad])
 
 
+def test_peering_lifetime_is_ten_seconds_unless_set() -> None:
+    # A standby waits at most this long for a replica that died (issue 13: failover < 15 s).
+    assert parse([]).peering_lifetime_seconds == 10
+    assert parse(["--peering-lifetime", "30"]).peering_lifetime_seconds == 30
+
+
+@pytest.mark.parametrize("bad", ["4", "3601", "2.5", "ten"])
+def test_bad_peering_lifetime_is_named(bad: str) -> None:
+    with pytest.raises(
+        s.SettingsError, match=f"peering lifetime must be 5..3600 whole seconds, got '{bad}'"
+    ):
+        parse([], {"TORNADO_OPERATOR_PEERING_LIFETIME": bad})
+
+
 def test_one_row_per_setting() -> None:
     fields = [f.name for f in s.dataclasses.fields(s.Settings)]
     assert sorted(row.field for row in s.SETTINGS) == sorted(fields)
@@ -117,6 +131,7 @@ GOOD = {
     "peering": ("ops", "ops"),
     "standalone": ("yes", True),
     "peering_wait_seconds": ("2.5", 2.5),
+    "peering_lifetime_seconds": ("15", 15),
     "priority": ("7", 7),
     "scrape_via": ("APIServer", "apiserver"),
     "scrape_concurrency": ("8", 8),
