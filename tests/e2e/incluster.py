@@ -8,9 +8,10 @@ until a test runs code in it with `run_python`. `LOAD_SCRIPT` is the load genera
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
-from hack.kubetools import kubectl
+from hack.kubetools import binary, kubectl
 
 PYTHON = "/opt/venv/bin/python"
 RESTRICTED = {
@@ -59,6 +60,35 @@ def client_pod(namespace: str, image: str, name: str = "client", cpu: str = "50m
     return name
 
 
+class Load:
+    """LOAD_SCRIPT running in a client pod until `stop()` (or its own time bound)."""
+
+    def __init__(
+        self, namespace: str, pod: str, url: str, mode: str, rate: float, workers: int,
+        max_seconds: float,
+    ) -> None:  # fmt: skip
+        self.max_seconds = max_seconds
+        argv = [PYTHON, "-c", LOAD_SCRIPT, url, mode, str(rate), str(max_seconds), str(workers)]
+        self.proc = subprocess.Popen(
+            [binary("kubectl"), "-n", namespace, "exec", "-i", pod, "--", *argv],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def stop(self) -> dict[str, Any]:
+        """Close its stdin, so it stops; its totals."""
+        out, err = self.proc.communicate(input="", timeout=self.max_seconds + 60)
+        lines = out.strip().splitlines()
+        if self.proc.returncode != 0 or not lines:
+            raise AssertionError(f"load script failed ({self.proc.returncode}):\n{out}\n{err}")
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
 def run_python(
     namespace: str, pod: str, code: str, *args: str, timeout: float = 60
 ) -> dict[str, Any]:
@@ -100,8 +130,10 @@ print(json.dumps({"outcome": outcome, "seconds": time.monotonic() - t0}))
 
 # Load through a Service: `python -c LOAD_SCRIPT URL MODE RATE SECONDS WORKERS`.
 # MODE "new": a new TCP connection per request; "keepalive": one HTTP/1.1 connection per worker,
-# reopened only if the server closes it. RATE requests/s in all, paced per worker; bounded by
-# SECONDS. Prints {"sent", "ok", "failed", "errors", "seconds", "rate", "reconnects"}.
+# reopened only when the server says `Connection: close` or closes it. RATE requests/s in all,
+# paced per worker. It stops when its stdin closes (`kubectl exec -i`, the test's end of the pipe)
+# or after SECONDS, whichever is first, and nothing is retried. Prints one JSON line:
+# {"sent", "ok", "failed", "errors", "seconds", "rate", "reconnects"}.
 LOAD_SCRIPT = r"""
 import http.client, json, sys, threading, time, urllib.parse
 url, mode = sys.argv[1], sys.argv[2]
@@ -114,6 +146,13 @@ errors = {}
 interval = workers / rate
 t_start = time.monotonic()
 t_end = t_start + seconds
+stop = threading.Event()
+
+def watch_stdin():
+    sys.stdin.read()
+    stop.set()
+
+threading.Thread(target=watch_stdin, daemon=True).start()
 
 def record(ok, err=None):
     with lock:
@@ -128,7 +167,7 @@ def worker(i):
     next_at = t_start + i * interval / workers
     while True:
         now = time.monotonic()
-        if now >= t_end:
+        if now >= t_end or stop.is_set():
             break
         if next_at > now:
             time.sleep(next_at - now)
