@@ -256,10 +256,17 @@ async def on_update(name: str, namespace: str | None, memo: Any, retry: int, **_
 
 
 # The concurrency autoscaler (spec.autoscaling.metric concurrency, autoscaling.daemon): one daemon
-# per such TornadoService. kopf stops it when the spec stops matching, the object goes, the
-# operator exits or peering pauses it. It returns nothing: kopf would store a value in status.
+# per such TornadoService. kopf stops it when the spec stops matching, the operator exits or
+# peering pauses it (5 s to finish its tick, then cancelled); it stops itself when its object is
+# gone, so it needs no finalizer. It returns nothing: kopf would store a value in status.
 @kopf.daemon(
-    GROUP, VERSION, PLURAL, id="autoscaler", when=autoscaling_daemon.wanted, cancellation_timeout=10
+    GROUP,
+    VERSION,
+    PLURAL,
+    id="autoscaler",
+    when=autoscaling_daemon.wanted,
+    cancellation_backoff=5,
+    cancellation_timeout=5,
 )
 async def autoscaler(
     name: str,
@@ -275,6 +282,9 @@ async def autoscaler(
         await autoscaling_daemon.run(
             namespace, name, body, stopped, memo["autoscaling"], pods, logger
         )
+
+
+autoscaling_daemon.without_finalizer("autoscaler")
 
 
 @kopf.on.cleanup()

@@ -73,6 +73,7 @@ class FakeKube:
     def __init__(self, replicas: int = 1) -> None:
         self.replicas = replicas
         self.rv = 10
+        self.uid = "u-1"
         self.calls: list[tuple[str, str, Any, str]] = []
         self.fail: dict[tuple[str, str], APIError] = {}
 
@@ -94,7 +95,7 @@ class FakeKube:
             raise error
         if short == "/scale" and method == "GET":
             return {
-                "metadata": {"resourceVersion": str(self.rv)},
+                "metadata": {"resourceVersion": str(self.rv), "uid": self.uid},
                 "spec": {"replicas": self.replicas},
             }
         if short == "/scale" and method == "PATCH":
@@ -344,13 +345,29 @@ def test_api_errors_skip_ticks_and_name_the_missing_permission(
     assert ("GET", "/scale") in [c[:2] for c in kube.calls[1:]]  # the loop went on
 
 
-def test_a_deleted_service_is_not_written() -> None:
+def test_a_deleted_service_stops_its_own_daemon() -> None:
+    # No finalizer, so kopf does not stop the daemon of a deleted object: it stops itself.
     kube = FakeKube()
     kube.fail[("GET", "/scale")] = APIError("not found", status=404)
-    run_daemon(
-        body(), kube, Script([{"web-a": 30.0}]), 1, [pod("web-a", "1")], WHY.RESOURCE_DELETED
+    rt, _, stopped = run_daemon(
+        body(), kube, Script([{"web-a": 30.0}]), 10, [pod("web-a", "1")], WHY.RESOURCE_DELETED
     )
     assert [c[:2] for c in kube.calls] == [("GET", "/scale")]
+    assert stopped.waits == [] and not stopped  # it returned on its own
+    assert len(rt.autoscalers) == 0
+
+
+def test_a_same_named_successor_is_left_to_its_own_daemon() -> None:
+    kube = FakeKube(replicas=1)
+    clock = Clock()
+    rt, _ = runtime(kube, Script([{"web-a": 30.0}]), clock)
+    successor = rt.autoscalers.ensure(
+        (NS, NAME), algorithm.Params(5, 1, 6), now=clock.now, current_replicas=1
+    )
+    kube.uid = "u-2"  # the object was deleted and created again: another uid
+    run_daemon(body(), kube, Script([{"web-a": 30.0}]), 10, [pod("web-a", "1")], rt=rt)
+    assert [c[:2] for c in kube.calls] == [("GET", "/scale")]  # no write to the new object
+    assert rt.autoscalers.get((NS, NAME)) is successor  # and its decider stays
 
 
 def test_switching_to_cpu_stops_quietly(caplog: pytest.LogCaptureFixture) -> None:
@@ -442,6 +459,10 @@ def test_one_daemon_per_tornadoservice_with_concurrency() -> None:
     [daemon_handler] = found
     assert daemon_handler.fn is handlers.autoscaler
     assert daemon_handler.when is daemon.wanted
+    # Deleting a TornadoService never waits for the operator: no finalizer for the daemon.
+    assert daemon_handler.requires_finalizer is False
+    # kopf signals a stop and gives the tick 5 s to end, then cancels it.
+    assert (daemon_handler.cancellation_backoff, daemon_handler.cancellation_timeout) == (5, 5)
     assert daemon_handler.selector is not None
     selector = daemon_handler.selector
     assert (selector.group, selector.version, selector.any_name) == (GROUP, VERSION, PLURAL)
@@ -467,3 +488,33 @@ def test_the_runtime_follows_the_settings() -> None:
     direct = daemon.Runtime.from_settings(settings.Settings(), TextKube(), lambda p, e: None)
     assert isinstance(direct.scraper, scrape.Scraper) and direct.scraper.via == "direct"
     assert direct.interval == 2.0
+
+
+def test_a_bug_in_a_tick_is_logged_once_a_minute_and_the_loop_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(Script):
+        async def scrape(self, targets: Sequence[Target]) -> list[ScrapeResult]:
+            raise ZeroDivisionError("a bug")
+
+    kube = FakeKube()
+    with caplog.at_level(logging.ERROR):
+        _, _, stopped = run_daemon(body(), kube, Broken([{}]), 40, [pod("web-a", "1")])
+    failures = [r for r in caplog.records if "autoscaler tick of shop/web failed" in r.getMessage()]
+    assert len(failures) == 2 and failures[0].exc_info  # 80 s of ticks: at the start, after 60 s
+    assert len(stopped.waits) == 40
+
+
+def test_without_finalizer_needs_the_daemon_to_exist() -> None:
+    registry = kopf.OperatorRegistry()
+    with pytest.raises(LookupError, match="no single kopf daemon 'nothing'"):
+        daemon.without_finalizer("nothing", registry)
+
+    @kopf.daemon("example.com", "v1", "things", id="mine", registry=registry)
+    async def mine(**_: Any) -> None: ...
+
+    [before] = registry._spawning.get_all_handlers()
+    assert before.requires_finalizer is True  # kopf's own choice for every daemon
+    daemon.without_finalizer("mine", registry)
+    [after] = registry._spawning.get_all_handlers()
+    assert after.requires_finalizer is False and after.fn is mine

@@ -164,6 +164,8 @@ class Autoscalers:
             found.update(params)
         return found
 
-    def remove(self, key: Key) -> None:
-        """Forget a service that was deleted or no longer autoscales on concurrency."""
-        self._by_key.pop(key, None)
+    def remove(self, key: Key, instance: ServiceAutoscaler | None = None) -> None:
+        """Forget a service that was deleted or no longer autoscales on concurrency; with
+        `instance`, only if that is still the one kept (a same-named successor keeps its own)."""
+        if instance is None or self._by_key.get(key) is instance:
+            self._by_key.pop(key, None)

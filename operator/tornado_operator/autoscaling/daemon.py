@@ -20,6 +20,11 @@ When the daemon stops, the service's decider is forgotten. When it stops because
 matching (metric cpu, or autoscaling off), status.autoscaling is removed; not when the operator
 exits or pauses: the replica that takes over writes it anew.
 
+No finalizer: kopf gives every daemon one, so that it can stop the daemon before its object goes,
+but deleting a TornadoService must never wait for the operator (it may be down). The daemon stops
+itself instead, at the first tick that finds its object gone (or replaced by a same-named one
+with another uid). `without_finalizer` drops kopf's requirement.
+
 Only `Kube.request` is used, so a fake with that one method tests all of it.
 """
 
@@ -39,7 +44,12 @@ from tornado_operator import FIELD_MANAGER, conditions
 from tornado_operator.assessment import Event
 from tornado_operator.autoscaling import config, report
 from tornado_operator.autoscaling.algorithm import TICK_SECONDS
-from tornado_operator.autoscaling.controller import Autoscalers, ScrapesPods, observe
+from tornado_operator.autoscaling.controller import (
+    Autoscalers,
+    ScrapesPods,
+    ServiceAutoscaler,
+    observe,
+)
 from tornado_operator.autoscaling.scrape import APISERVER, Scraper
 from tornado_operator.errors import APIError
 from tornado_operator.kubeapi import object_path
@@ -107,6 +117,19 @@ def wanted(spec: Mapping[str, Any], **_: Any) -> bool:
     return config.uses_concurrency(dict(spec or {}))
 
 
+def without_finalizer(handler_id: str, registry: Any = None) -> None:
+    """Make the registered kopf daemon `handler_id` run without a finalizer on its objects
+    (kopf 1.45 marks every daemon as requiring one, with no option to say otherwise)."""
+    spawning = (registry or kopf.get_default_registry())._spawning
+    found = [h for h in spawning._handlers if h.id == handler_id]
+    if len(found) != 1:
+        raise LookupError(f"no single kopf daemon {handler_id!r} to take the finalizer off")
+    spawning._handlers[:] = [
+        dataclasses.replace(h, requires_finalizer=False) if h.id == handler_id else h
+        for h in spawning._handlers
+    ]
+
+
 def clears_status(reason: kopf.DaemonStoppingReason | None) -> bool:
     """Whether a daemon stopped this way removes status.autoscaling: only when the spec stopped
     asking for it, never on deletion, operator exit or a peering pause."""
@@ -125,6 +148,7 @@ def clears_status(reason: kopf.DaemonStoppingReason | None) -> bool:
 class Scale:
     replicas: int
     resource_version: str
+    uid: str  # the TornadoService's
 
 
 def scale_path(namespace: str, name: str) -> str:
@@ -140,9 +164,9 @@ async def read_scale(kube: KubeRequests, namespace: str, name: str) -> Scale | N
             return None
         raise
     found = found or {}
+    meta = found.get("metadata") or {}
     replicas = (found.get("spec") or {}).get("replicas") or 0
-    version = (found.get("metadata") or {}).get("resourceVersion") or ""
-    return Scale(int(replicas), str(version))
+    return Scale(int(replicas), str(meta.get("resourceVersion") or ""), str(meta.get("uid") or ""))
 
 
 async def write_scale(
@@ -241,10 +265,16 @@ class _Notes:
         self.log = log
         self._last: dict[str, tuple[float, object]] = {}
 
-    def warn(self, topic: str, now: float, what: object, message: str) -> None:
+    def due(self, topic: str, now: float, what: object) -> bool:
+        """Whether `what` about `topic` is news: new, changed, or last said long ago."""
         last = self._last.get(topic)
         if last is None or last[1] != what or now - last[0] >= LOG_EVERY_SECONDS:
             self._last[topic] = (now, what)
+            return True
+        return False
+
+    def warn(self, topic: str, now: float, what: object, message: str) -> None:
+        if self.due(topic, now, what):
             self.log.warning(message)
 
     def resolved(self, topic: str, message: str) -> None:
@@ -260,6 +290,12 @@ class _Service:
     notes: _Notes
     previous: JSONDict | None  # status.autoscaling as last written (or found at start)
     written_at: float = -math.inf
+    decider: ServiceAutoscaler | None = None  # the one this daemon uses
+    gone: bool = False  # the object was deleted (or replaced): the daemon stops itself
+
+    @property
+    def uid(self) -> str:
+        return str((self.body.get("metadata") or {}).get("uid") or "")
 
     @property
     def key(self) -> Key:
@@ -297,7 +333,7 @@ async def run(
     service = _Service(namespace, name, body, _Notes(log), _status_block(body))
     try:
         next_at = runtime.clock()
-        while not stopped:
+        while not stopped and not service.gone:
             try:
                 await tick(service, runtime, pods_of)
                 service.notes.resolved("api", f"API calls for {service.label} work again")
@@ -314,18 +350,21 @@ async def run(
                         else ""
                     ),
                 )
-            except Exception as exc:  # a bug: say so, and keep autoscaling
-                service.notes.warn(
-                    "bug", runtime.clock(), type(exc), f"autoscaler of {service.label} failed"
-                )
-                log.exception("autoscaler tick of %s failed", service.label)
+            except Exception as exc:  # a bug: say so (with the traceback), keep autoscaling
+                if service.notes.due("bug", runtime.clock(), type(exc)):
+                    log.exception("autoscaler tick of %s failed", service.label)
             next_at += runtime.interval
             now = runtime.clock()
             if next_at < now:  # a slow tick: start the next one now, do not catch up
                 next_at = now
-            await stopped.wait(next_at - now)
+            if not service.gone:
+                await stopped.wait(next_at - now)
     finally:
-        runtime.autoscalers.remove(service.key)
+        if service.decider is not None:  # never another daemon's (a same-named successor's)
+            runtime.autoscalers.remove(service.key, service.decider)
+    if service.gone:
+        log.info("%s is gone: its autoscaler stops", service.label)
+        return
     if clears_status(stopped.reason):
         try:
             await patch_status(runtime.kube, namespace, name, None)
@@ -351,10 +390,13 @@ async def tick(service: _Service, runtime: Runtime, pods_of: PodsOf) -> None:
     pods = [dict(p) for p in pods_of(namespace, name)]
     found = await observe(runtime.scraper, pods, namespace=namespace, name=name)
     scale = await read_scale(runtime.kube, namespace, name)
-    if scale is None:
-        return  # deleted: kopf stops this daemon
+    if scale is None or (scale.uid and service.uid and scale.uid != service.uid):
+        service.gone = True  # deleted, or a new object of the same name has its own daemon
+        return
     now = runtime.clock()
-    auto = runtime.autoscalers.ensure(service.key, params, now=now, current_replicas=scale.replicas)
+    auto = service.decider = runtime.autoscalers.ensure(
+        service.key, params, now=now, current_replicas=scale.replicas
+    )
     result = auto.decide(found, current_replicas=scale.replicas, now=now)
     decision = result.decision
 
