@@ -58,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -142,7 +143,13 @@ def load_renderer() -> Renderer:
     fn, parent_type = render_children, parent_cls
 
     def render(name: str, namespace: str, uid: str, spec: JSONDict) -> list[JSONDict]:
-        valid = validation.validated_spec(spec)
+        try:
+            valid = validation.validated_spec(spec)
+        except ValueError as exc:  # InvalidSpecError
+            raise BenchError(
+                f"the operator's own validation rejects the spec the API server returned "
+                f"(is the CRD in the cluster the one in the tree?): {exc}"
+            ) from exc
         children = fn(parent_type(name=name, namespace=namespace, uid=uid), valid, default_image)
         items = children.all() if hasattr(children, "all") else list(children)
         return [m for m in items if m is not None]
@@ -270,20 +277,23 @@ class Api:
         data = None if body is None else json.dumps(body)
         status, text = 0, ""
         for attempt in range(6):
-            async with (
-                self.sem,
-                self.session.request(
-                    method,
-                    f"{self.creds.server}/{path.lstrip('/')}",
-                    params=query,
-                    data=data,
-                    headers={"Content-Type": content_type},
-                ) as resp,
-            ):
-                status, text = resp.status, await resp.text()
+            try:
+                async with (
+                    self.sem,
+                    self.session.request(
+                        method,
+                        f"{self.creds.server}/{path.lstrip('/')}",
+                        params=query,
+                        data=data,
+                        headers={"Content-Type": content_type},
+                    ) as resp,
+                ):
+                    status, text = resp.status, await resp.text()
+            except aiohttp.ClientConnectionError as exc:  # the API server restarting
+                status, text = 0, str(exc)
             if status == 404 and missing_ok:
                 return None
-            if status == 429 or status >= 500:
+            if status in (0, 429) or status >= 500:
                 self.retries += 1
                 await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
                 continue
@@ -1261,6 +1271,9 @@ async def run(args: argparse.Namespace, kubeconfig: Path, workdir: Path) -> list
                 except (BenchError, ApiError) as exc:
                     res.notes.append(f"failed: {exc}")
                     log(f"N={n} {layout} failed: {exc}")
+                except Exception as exc:  # a bug here or in the operator's code: record, go on
+                    res.notes.append(f"failed: {type(exc).__name__}: {exc}")
+                    log(f"N={n} {layout} failed:\n{traceback.format_exc()}")
                 finally:
                     left = await leftover_namespaces(api)
                     if left:
