@@ -88,13 +88,29 @@ LOCK_PATH = Path(tempfile.gettempdir()) / "tornado-operator-e2e.lock"  # the e2e
 OPERATOR_SELECTOR = (
     "app.kubernetes.io/part-of=tornado-operator,app.kubernetes.io/component=operator"
 )
+# kind -> (API path prefix, plural). Filled in from the operator's own child table when it has one
+# (tornado_operator.children.CHILD_KINDS), so a new child kind needs no change here.
 CHILD_PATHS = {
     "Deployment": ("apis/apps/v1", "deployments"),
     "Service": ("api/v1", "services"),
     "HorizontalPodAutoscaler": ("apis/autoscaling/v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets"),
+    "NetworkPolicy": ("apis/networking.k8s.io/v1", "networkpolicies"),
 }
 API_RESOURCES = {PLURAL, *(plural for _, plural in CHILD_PATHS.values())}
+
+
+def learn_child_kinds() -> None:
+    import importlib
+
+    with contextlib.suppress(ImportError, AttributeError, TypeError):
+        for child in importlib.import_module("tornado_operator.children").CHILD_KINDS:
+            group, version = str(child.group), str(child.version)
+            prefix = f"apis/{group}/{version}" if group else f"api/{version}"
+            CHILD_PATHS[str(child.kind)] = (prefix, str(child.plural))
+            API_RESOURCES.add(str(child.plural))
+
+
 READ_VERBS = {"get", "list", "watch"}
 
 
@@ -1192,6 +1208,12 @@ def table(results: list[Result]) -> str:
     return "\n".join(rows)
 
 
+def write_budget(r: Result) -> int:
+    """The issue's write budget for a create: one per child, one status write, and kopf's own
+    bookkeeping; 6 for a Deployment, Service and PDB, one more per further child kind."""
+    return len(r.child_kinds or ("Deployment", "Service", "PodDisruptionBudget")) + 3
+
+
 def targets(results: list[Result]) -> list[str]:
     """The issue's targets, checked on the N >= 1000 runs (and shown for smaller ones)."""
     out = []
@@ -1202,8 +1224,8 @@ def targets(results: list[Result]) -> list[str]:
                 None if not (r.operator_s and r.baseline_s) else r.operator_s <= 1.5 * r.baseline_s,
             ),
             (
-                "writes/service <= 6",
-                None if r.writes_per_service is None else r.writes_per_service <= 6,
+                f"writes/service <= {write_budget(r)}",
+                None if r.writes_per_service is None else r.writes_per_service <= write_budget(r),
             ),
             ("0 writes on resume", None if r.resume_writes is None else r.resume_writes == 0),
             (
@@ -1242,6 +1264,7 @@ def targets(results: list[Result]) -> list[str]:
 
 async def run(args: argparse.Namespace, kubeconfig: Path, workdir: Path) -> list[Result]:
     renderer = load_renderer()
+    learn_child_kinds()
     with tempfile.TemporaryDirectory(prefix="operator-scale-creds-") as secrets:
         creds = load_credentials(kubeconfig, Path(secrets))  # read at once; files removed
     api = Api(creds, args.concurrency)
@@ -1256,6 +1279,9 @@ async def run(args: argparse.Namespace, kubeconfig: Path, workdir: Path) -> list
         sample = renderer.render("probe", "probe", "00000000-0000-0000-0000-000000000000",
                                  tornadoservice("probe", "probe", run_id)["spec"])  # fmt: skip
         kinds = [m["kind"] for m in sample]
+        unknown = [k for k in kinds if k not in CHILD_PATHS]
+        if unknown:
+            raise BenchError(f"no API path known for child kind(s) {', '.join(unknown)}")
         log(f"rendering with {renderer.where}: {', '.join(kinds)} per service")
         for n in args.n:
             for layout in args.layouts:
