@@ -405,6 +405,7 @@ async def gather_bounded(coros: list[Awaitable[Any]]) -> list[Any]:
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+FAMILY = "__family__"  # marks a metric family that is exported, with or without samples
 
 
 def parse_metrics(text: str, prefixes: tuple[str, ...]) -> Samples:
@@ -419,6 +420,8 @@ def parse_metrics(text: str, prefixes: tuple[str, ...]) -> Samples:
     text = "\n".join(line for line in text.splitlines() if wanted(line)) + "\n"
     out: Samples = {}
     for family in text_string_to_metric_families(text):
+        # A labelled counter that was never incremented has no samples, but it is exported.
+        out[(FAMILY, frozenset({("name", family.name)}))] = 0.0
         for s in family.samples:  # a counter family is named without its samples' _total
             if s.name.startswith(prefixes):
                 out[(s.name, frozenset(s.labels.items()))] = float(s.value)
@@ -429,7 +432,8 @@ def total(samples: Samples | None, name: str, **match: str | Callable[[str], boo
     """Sum of a metric's samples whose labels match; None when the metric does not exist."""
     if samples is None:
         return None
-    found = False
+    family = name.removesuffix("_total")
+    found = (FAMILY, frozenset({("name", family)})) in samples
     acc = 0.0
     for (sname, labels), value in samples.items():
         if sname != name:
