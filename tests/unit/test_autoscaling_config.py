@@ -34,12 +34,15 @@ def test_default_metric_is_cpu_and_nothing_changes_for_existing_specs() -> None:
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_example_still_means_cpu(path: Path) -> None:
+def test_every_example_but_one_still_means_cpu(path: Path) -> None:
+    # examples/concurrency.yaml is the one written for metric concurrency.
     for doc in yaml.safe_load_all(path.read_text()):
         defaulted = validation.validated_spec(doc.get("spec"))
-        assert defaulted["autoscaling"]["metric"] == "cpu"
         assert config.spec_problems(defaulted) == []
-        assert not config.uses_concurrency(defaulted)
+        assert config.uses_concurrency(defaulted) is (path.name == "concurrency.yaml")
+        assert defaulted["autoscaling"]["metric"] == (
+            "concurrency" if path.name == "concurrency.yaml" else "cpu"
+        )
 
 
 def test_params_from_a_concurrency_spec() -> None:
