@@ -21,13 +21,26 @@ from hack.kubetools import helm, kubectl, kubectl_json
 TSVC = "tornadoservices.tornado-operator.dev"
 
 
+_held = 0  # how deep this process is inside operator_lock: it is re-entrant within a process
+
+
 @contextlib.contextmanager
 def operator_lock(timeout: float = 1800) -> Iterator[None]:
     """Held while a test runs a cluster-wide operator in the shared cluster.
 
     Two operators watching the same TornadoServices would fight over them, so every test session
-    that starts one (this chart's e2e, the operator's e2e) takes this lock first.
+    that starts one (this chart's e2e, the operator's e2e) takes this lock first. Within one
+    process it is re-entrant: the operator's e2e tests hold it for the session, and the chart's
+    module fixture inside the same session takes it again without waiting for itself.
     """
+    global _held
+    if _held:
+        _held += 1
+        try:
+            yield
+        finally:
+            _held -= 1
+        return
     path = Path(tempfile.gettempdir()) / "tornado-operator-e2e.lock"
     with open(path, "w") as f:
         deadline = time.monotonic() + timeout
@@ -39,9 +52,11 @@ def operator_lock(timeout: float = 1800) -> Iterator[None]:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{path} stayed locked for {timeout}s") from None
                 time.sleep(2)
+        _held = 1
         try:
             yield
         finally:
+            _held = 0
             fcntl.flock(f, fcntl.LOCK_UN)
 
 

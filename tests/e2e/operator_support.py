@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from kopf.testing import KopfRunner
+from tornado_operator import children, metrics
 
 from hack import images
 from hack.kubetools import kubectl
@@ -188,6 +190,44 @@ def owned_children(namespace: str) -> dict[str, list[dict[str, Any]]]:
         )
         out[kind] = list(data.get("items") or [])
     return out
+
+
+# ---------------------------------------------------------------- the operator's own metrics
+#
+# The operator runs in this process, so its Prometheus registry is this process's: a retry, a
+# write or a reconcile shows in these counters whether or not it changed a condition or posted
+# an Event. Counters are process-wide: take a value before and compare after.
+
+WRITE_VERBS = frozenset({"create", "apply", "patch", "patch-status", "update", "delete"})
+CHILD_KIND_NAMES = frozenset(child.kind for child in children.CHILD_KINDS)
+
+
+def api_requests(
+    *, verbs: frozenset[str], kinds: frozenset[str] | None = None, ok: bool
+) -> Counter[tuple[str, str, str]]:
+    """API requests the operator made so far by (verb, kind, code); `ok`: answered 2xx only."""
+    found: Counter[tuple[str, str, str]] = Counter()
+    for family in metrics.API_REQUESTS.collect():
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            labels = sample.labels
+            if labels["verb"] not in verbs or (kinds is not None and labels["kind"] not in kinds):
+                continue
+            if ok and not labels["code"].startswith("2"):
+                continue
+            found[labels["verb"], labels["kind"], labels["code"]] += int(sample.value)
+    return found
+
+
+def reconciles(result: str | None = None) -> int:
+    """Reconciles so far (every trigger, every attempt), of one result or all."""
+    total = 0.0
+    for family in metrics.RECONCILES.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total") and result in (None, sample.labels["result"]):
+                total += sample.value
+    return int(total)
 
 
 @contextlib.contextmanager

@@ -7,10 +7,13 @@ import json
 import time
 
 from tests.e2e.operator_support import (
+    CHILD_KIND_NAMES,
+    api_requests,
     apply,
     condition,
     get,
     kubectl,
+    reconciles,
     tornadoservice,
     wait_condition,
     wait_event,
@@ -18,6 +21,16 @@ from tests.e2e.operator_support import (
 )
 
 pytest_plugins = ["tests.e2e.operator_fixtures"]
+
+# How long an error must stay quiet: a tight retry loop would reconcile many times in it, while
+# the slow retry of a conflict (60 s) and a permanent error (never) reconcile not once.
+QUIET_WINDOW = 8.0
+
+
+def _applies(code: str | None = None) -> int:
+    """Child applies the operator sent so far (answered or not), of one HTTP code or any."""
+    sent = api_requests(verbs=frozenset({"apply"}), kinds=CHILD_KIND_NAMES, ok=False)
+    return sum(n for (_verb, _kind, c), n in sent.items() if code in (None, c))
 
 
 def test_existing_deployment_not_owned_is_left_alone(operator_ns: str) -> None:
@@ -27,6 +40,7 @@ def test_existing_deployment_not_owned_is_left_alone(operator_ns: str) -> None:
     )
     foreign = get("deployment", "taken", ns)
     assert foreign is not None
+    temporary_before = reconciles("temporary")
     apply(tornadoservice("taken", replicas=1), ns)
 
     cond = wait_condition("taken", ns, "Degraded", "True", "ResourceConflict", timeout=60)
@@ -36,19 +50,18 @@ def test_existing_deployment_not_owned_is_left_alone(operator_ns: str) -> None:
         ready is not None and ready["status"] == "False" and ready["reason"] == "ResourceConflict"
     )
     wait_event("taken", ns, "ResourceConflict", "Warning")
-    time.sleep(3)
+    # No retry storm: counted from the operator's own metrics (every reconcile and every API
+    # request it makes), not from Events, which are posted only when a condition changes.
+    attempts, applies = reconciles(), _applies()
+    time.sleep(QUIET_WINDOW)
+    assert reconciles() - attempts == 0, "the conflict was retried within the slow-retry delay"
+    assert _applies() - applies == 0, "an apply was attempted while a child conflicts"
+    assert reconciles("temporary") - temporary_before <= 2, "retried more than twice in all"
     after = get("deployment", "taken", ns)
     assert after is not None
     assert after["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
     assert not any(m["manager"] == "tornado-operator" for m in after["metadata"]["managedFields"])
     assert get("service", "taken", ns) is None, "nothing is applied while a child conflicts"
-    # No retry storm: the conflict is retried slowly, not in a loop.
-    warnings = [
-        e
-        for e in json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-        if e.get("reason") == "ResourceConflict"
-    ]
-    assert sum(int(e.get("count") or 1) for e in warnings) <= 2
 
     # Once the other Deployment is gone the operator takes over on its slow retry.
     kubectl("delete", "deployment", "taken", "-n", ns)
@@ -142,20 +155,18 @@ def test_child_rejected_by_the_api_server_is_permanent(operator_ns: str) -> None
     # The API server accepts any pod annotation key in the TornadoService, but refuses the
     # Deployment (HTTP 422): a permanent error, shown once, never retried in a loop.
     ns = operator_ns
+    permanent_before, rejected_before = reconciles("permanent"), _applies(code="422")
     apply(tornadoservice("rejected", podAnnotations={"bad annotation key": "x"}), ns)
     cond = wait_condition("rejected", ns, "Degraded", "True", "ApplyRejected", timeout=60)
     assert "422" in cond["message"]
     wait_event("rejected", ns, "ApplyRejected", "Warning")
-
-    def rejected_events() -> int:
-        items = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-        return sum(int(e.get("count") or 1) for e in items if e.get("reason") == "ApplyRejected")
-
-    time.sleep(8)
-    first = rejected_events()
-    time.sleep(8)
-    # Permanent errors are not retried: the count stays put (one event, two if a post was
-    # repeated by kopf's own event-posting retry).
-    assert rejected_events() == first <= 2
+    # Permanent errors are not retried: counted from the operator's metrics (reconciles and the
+    # API requests it made), not from Events.
+    attempts, applies = reconciles(), _applies()
+    assert reconciles("permanent") - permanent_before == 1, "one permanent failure, not more"
+    assert _applies(code="422") - rejected_before == 1, "the rejected apply was sent once"
+    time.sleep(QUIET_WINDOW)
+    assert reconciles() - attempts == 0, "a permanent error was reconciled again"
+    assert _applies() - applies == 0, "a permanent error was applied again"
     obj = get("tornadoservice", "rejected", ns)
     assert obj is not None and not obj["metadata"].get("finalizers")

@@ -9,48 +9,19 @@ changed a condition.
 from __future__ import annotations
 
 import json
-from collections import Counter
-
-from tornado_operator import metrics
 
 from tests.e2e.operator_support import (
+    CHILD_KIND_NAMES,
+    WRITE_VERBS,
+    api_requests,
     kubectl,
+    reconciles,
     running_operator,
     tornadoservice,
     wait_for,
 )
 
 pytest_plugins = ["tests.e2e.operator_fixtures"]
-
-WRITE_VERBS = frozenset({"create", "apply", "patch", "patch-status", "update", "delete"})
-CHILD_KINDS = frozenset({"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"})
-
-
-def requests(
-    *, verbs: frozenset[str], kinds: frozenset[str] | None = None, ok: bool
-) -> Counter[tuple[str, str, str]]:
-    """API requests the operator made so far by (verb, kind, code); `ok`: answered 2xx only."""
-    found: Counter[tuple[str, str, str]] = Counter()
-    for family in metrics.API_REQUESTS.collect():
-        for sample in family.samples:
-            if not sample.name.endswith("_total"):
-                continue
-            labels = sample.labels
-            if labels["verb"] not in verbs or (kinds is not None and labels["kind"] not in kinds):
-                continue
-            if ok and not labels["code"].startswith("2"):
-                continue
-            found[labels["verb"], labels["kind"], labels["code"]] += int(sample.value)
-    return found
-
-
-def reconciles(result: str | None = None) -> int:
-    total = 0.0
-    for family in metrics.RECONCILES.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total") and result in (None, sample.labels["result"]):
-                total += sample.value
-    return int(total)
 
 
 def ready_count(ns: str) -> int:
@@ -97,7 +68,7 @@ def test_restart_over_converged_services_writes_nothing(
 
         wait_for("the operator to settle", quiet, 60, 3)
 
-    writes_before = requests(verbs=WRITE_VERBS, ok=False)
+    writes_before = api_requests(verbs=WRITE_VERBS, ok=False)
     reconciles_before = reconciles()
     with running_operator(ns):
         # Every TornadoService is looked at again on resume...
@@ -110,7 +81,7 @@ def test_restart_over_converged_services_writes_nothing(
         settled = [reconciles()]
         wait_for("the operator to settle", quiet, 60, 3)
     # ...and nothing is written: the live children and status already say what it would write.
-    made = requests(verbs=WRITE_VERBS, ok=False) - writes_before
+    made = api_requests(verbs=WRITE_VERBS, ok=False) - writes_before
     assert not made, f"writes on resume: {dict(made)}"
     assert ready_count(ns) == count
 
@@ -122,7 +93,7 @@ def test_deleting_a_namespace_of_services_is_quiet(
     with running_operator(ns):
         create_services(ns, count)
         wait_for("all converged", lambda: ready_count(ns) == count, 180, 2)
-        written = requests(verbs=WRITE_VERBS, kinds=CHILD_KINDS, ok=True)
+        written = api_requests(verbs=WRITE_VERBS, kinds=CHILD_KIND_NAMES, ok=True)
         temporary = reconciles("temporary")
         kubectl("delete", "namespace", ns, "--wait=false")
 
@@ -131,7 +102,7 @@ def test_deleting_a_namespace_of_services_is_quiet(
             return proc.returncode == 0 and not proc.stdout.strip()
 
         wait_for(f"namespace {ns} to be gone", gone, 240, 2)
-        recreated = requests(verbs=WRITE_VERBS, kinds=CHILD_KINDS, ok=True) - written
+        recreated = api_requests(verbs=WRITE_VERBS, kinds=CHILD_KIND_NAMES, ok=True) - written
         retried = reconciles("temporary") - temporary
     assert not recreated, f"child writes that succeeded after the deletion began: {recreated}"
     assert retried == 0, f"{retried} temporary failures while the namespace was deleted"
