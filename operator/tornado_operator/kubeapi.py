@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import socket
 from typing import Any
 from urllib.parse import quote
@@ -103,7 +104,29 @@ async def connection_info(cfg: Configuration) -> kopf.ConnectionInfo:
     )
 
 
+# An apply patch is YAML (the API server reads JSON as the YAML it also is). JSON's escapes for
+# characters beyond the Basic Multilingual Plane (surrogate pairs, "\ud83d\ude00") are not valid
+# YAML escapes, and YAML reads some raw characters (C1 controls, NEL, the line and paragraph
+# separators, BOM) as line breaks or refuses them. So an apply body is UTF-8 with only those
+# characters escaped (as BMP escapes, which YAML reads); a lone surrogate becomes U+FFFD, as the
+# API server's own JSON decoding would make it.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml; charset=utf-8"
+
+
+def _yaml_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return "\\ufffd" if 0xD800 <= code <= 0xDFFF else f"\\u{code:04x}"
+
+
+def apply_body(manifest: JSONDict) -> bytes:
+    """`manifest` as an apply patch body the API server's YAML decoder reads back unchanged."""
+    text = json.dumps(manifest, ensure_ascii=False, separators=(",", ":"))
+    return _YAML_UNSAFE.sub(_yaml_escape, text).encode("utf-8")
+
+
 def _verb(method: str, content_type: str, path: str) -> str:
+    content_type = content_type.split(";")[0].strip()
     verb = _PATCH_VERBS.get(content_type, "patch") if method == "PATCH" else _VERBS[method]
     if path.endswith("/status"):
         return f"{verb}-status"
@@ -236,8 +259,9 @@ class Kube:
             "PATCH",
             path,
             query=query,
-            body=manifest,
-            content_type="application/apply-patch+yaml",
+            # Bytes, with a charset: the client library then sends them as they are.
+            body=apply_body(manifest),
+            content_type=APPLY_CONTENT_TYPE,
             kind=resource.kind,
         )
         assert result is not None

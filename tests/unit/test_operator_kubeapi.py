@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from kubernetes_asyncio.client import ApiClient, Configuration
 from tornado_operator import errors, kubeapi, metrics
@@ -269,3 +270,17 @@ async def test_requests_run_concurrently() -> None:
         await kube.close()
         await runner.cleanup()
     assert most == 40
+
+
+def test_apply_body_is_yaml_that_reads_back_unchanged() -> None:
+    # An apply patch is YAML. JSON's surrogate-pair escapes (json.dumps' default for an emoji)
+    # are not YAML, and YAML 1.1 reads NEL and U+2028 as line breaks: a spec with any of them
+    # (found by tests/e2e/test_fuzz_specs.py) made every apply fail with "error decoding YAML".
+    value = 'emoji \U0001f600, NEL \x85, LS \u2028, C1 \x9b, C0 \x19, quote " and \\ é'
+    manifest = {"metadata": {"name": "web", "annotations": {"k\U0001f600": value}}, "x": [value]}
+    body = kubeapi.apply_body(manifest)
+    assert b"\\ud83d" not in body and "\U0001f600".encode() in body
+    assert yaml.safe_load(body.decode("utf-8")) == manifest
+    assert json.loads(body) == manifest
+    # A lone surrogate (no valid UTF-8) becomes U+FFFD, as the API server would make it.
+    assert yaml.safe_load(kubeapi.apply_body({"a": "\ud800"}).decode()) == {"a": "\ufffd"}
