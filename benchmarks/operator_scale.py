@@ -1334,7 +1334,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quiet", type=float, default=5, help="seconds without a reconcile = settled")
     ap.add_argument("--timeout", type=float, default=900, help="bound of every wait, seconds")
     ap.add_argument(
-        "--stall", type=float, default=120, help="give up when nothing moves this long (s)"
+        "--stall",
+        type=float,
+        default=330,
+        help="give up when nothing moves this long, seconds (default 330: longer than the "
+        "operator's longest retry backoff, 300 s)",
     )
     ap.add_argument("--scope", choices=["namespaced", "cluster"], default="namespaced")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
