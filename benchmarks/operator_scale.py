@@ -1059,6 +1059,13 @@ async def phase_operator(
         watch.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watch
+        if res.operator_s is None and op.proc is not None and op.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                res.peak_rss_mib = op.peak_rss_mib()  # how far it got is worth knowing
+                res.notes.append(
+                    f"did not converge: {len(tracker.done)}/{res.n} services; peak RSS "
+                    f"{res.peak_rss_mib:.0f} MiB when it stopped"
+                )
         await op.close()
 
 
