@@ -1,7 +1,7 @@
 """`python -m hack.cluster`: one tool for a real cluster, kind where it works, local otherwise.
 
-`python -m hack.cluster up [--fake-nodes N]|down|status|kubeconfig|load IMAGE...|build-images
-[template] [operator]`
+`python -m hack.cluster up [--fake-nodes N]|down|status|restart-control-plane|kubeconfig|load
+IMAGE...|build-images [template] [operator]`
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("down", help="stop the local cluster and remove everything it added to the host")
     sub.add_parser("status", help="exit 0 when the local cluster is up; list its components")
+    sub.add_parser(
+        "restart-control-plane",
+        help="stop and start etcd and kube-apiserver of the local cluster, keeping its data "
+        "(a chaos step: everyone's API calls fail meanwhile)",
+    )
     sub.add_parser("kubeconfig", help="print the kubeconfig path of the cluster in use")
     ld = sub.add_parser("load", help="put Docker images into the cluster's node (like kind load)")
     ld.add_argument("images", nargs="+")
@@ -76,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fake nodes: {len(nodes)} ({sum(nodes.values())} Ready)")
             print(f"local cluster: {'up' if up else 'down'}")
             return 0 if up else 1
+        elif args.cmd == "restart-control-plane":
+            local.restart_control_plane(p)
         elif args.cmd == "kubeconfig":
             kc = providers.kubeconfig_in_use()
             if kc is None:

@@ -123,6 +123,7 @@ def is_up(p: Paths) -> bool:
 
 def up(p: Paths, log: Callable[[str], None] = print) -> None:
     check_prerequisites(p)
+    _wait_for_restart(p, log)
     if is_up(p) or _up_but_slow(p):
         # A cluster started before the hermetic rules existed gets them now.
         added = hermetic.ensure(before=FORWARD_RULES)
@@ -492,6 +493,81 @@ def _start_node(p: Paths) -> None:
     procs.wait_until(
         p, "kube-proxy", lambda: _healthz("http://127.0.0.1:10256/healthz"), 30, "healthz"
     )
+
+
+# ---------------------------------------------------------------- control-plane restart
+
+# etcd and the API server, in the order `up` starts them; a restart stops them in reverse.
+RESTARTED = ("etcd", "kube-apiserver")
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().rstrip("\0").split("\0")
+
+
+def _restart_mark(p: Paths) -> Path:
+    return p.run / "control-plane-restart.pid"
+
+
+def _restarting(p: Paths) -> bool:
+    """A restart is under way: its mark names a live process (a dead one's mark is stale)."""
+    try:
+        os.kill(int(_restart_mark(p).read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _wait_for_restart(p: Paths, log: Callable[[str], None], patience: float = 180) -> None:
+    """While etcd and the API server restart, the cluster is not broken: `up` (as any test
+    session's start may call it) waits instead of tearing it down and starting an empty one."""
+    deadline = time.monotonic() + patience
+    if _restarting(p):
+        log("etcd and kube-apiserver are restarting; waiting for them")
+    while _restarting(p) and time.monotonic() < deadline:
+        time.sleep(1)
+
+
+def stop_control_plane(p: Paths) -> dict[str, list[str]]:
+    """Stop kube-apiserver, then etcd (SIGTERM, as `down` does); return their command lines.
+
+    etcd's data directory is kept, unlike `up`, which starts from an empty one: start them again
+    with `start_control_plane` and the cluster is the same, only its API was gone meanwhile.
+    Until then a mark tells `up` that the cluster is restarting, not broken.
+    """
+    argv: dict[str, list[str]] = {}
+    for name in RESTARTED:
+        pid = procs.pid_of(p, name)
+        if pid is None:
+            raise procs.StartError(f"{name} is not running: nothing to restart (run `up`)")
+        argv[name] = _cmdline(pid)
+    _restart_mark(p).write_text(str(os.getpid()))
+    for name in reversed(RESTARTED):
+        procs.stop(p, name, grace=30)
+    return argv
+
+
+def start_control_plane(p: Paths, argv: dict[str, list[str]]) -> float:
+    """Start etcd, then kube-apiserver, with the command lines `stop_control_plane` returned;
+    return once /readyz answers 200 (every post-start hook done), with the seconds it took."""
+    t0 = time.monotonic()
+    try:
+        procs.start(p, "etcd", argv["etcd"])
+        procs.wait_until(p, "etcd", lambda: _healthz("http://127.0.0.1:2381/health"), 30, "health")
+        procs.start(p, "kube-apiserver", argv["kube-apiserver"])
+        procs.wait_until(p, "kube-apiserver", lambda: api_healthy(p), 90, "/readyz")
+    finally:
+        _restart_mark(p).unlink(missing_ok=True)
+    return time.monotonic() - t0
+
+
+def restart_control_plane(p: Paths, log: Callable[[str], None] = print) -> float:
+    """Stop and start etcd and kube-apiserver, keeping the data; seconds the API was gone."""
+    t0 = time.monotonic()
+    start_control_plane(p, stop_control_plane(p))
+    gone = time.monotonic() - t0
+    log(f"etcd and kube-apiserver restarted; the API answered /readyz again after {gone:.1f}s")
+    return gone
 
 
 # ---------------------------------------------------------------- down
