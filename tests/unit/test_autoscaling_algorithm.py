@@ -163,6 +163,11 @@ def test_burst_enters_panic_and_scales_up_at_once() -> None:
     assert (second.desired_replicas, second.panic) == (8, True)
     third = at(decisions, 104)
     assert third.desired_replicas == 10  # 100 / 10: the whole burst covered in 4 seconds
+    # Over the threshold no more (10 / 8 ready), still in panic: the reason names the window
+    # that decided, and the number it gave (what the ScaledUp Event says).
+    assert not third.reason.startswith("panic:")
+    assert third.reason.startswith("panic mode (a burst less than 60s ago): average concurrency")
+    assert third.reason.endswith("; the last 6s: concurrency 100.0 → 10 replicas"), third.reason
     # Stable window alone would still say ceil((47 * 20 + 3 * 100) / 50 / 10) = 3 at t=104.
     assert third.stable_concurrency is not None
     assert ceil_div(third.stable_concurrency, 10) == 3

@@ -336,6 +336,12 @@ class Decider:
                 )
             else:
                 reason = f"panic mode (a burst less than {window} ago): {reason}"
+                if want_panic > want_stable:
+                    # The larger window counts in panic: say which one decided.
+                    reason += (
+                        f"; the last {_seconds(p.panic_window)}: concurrency "
+                        f"{_fmt(panic_total)} → {want_panic} replicas"
+                    )
             recommendation = max(want_stable, want_panic)
             if recommendation < self._max_panic_pods:
                 limits.append("panic")
