@@ -37,6 +37,11 @@ WATCHED: tuple[Resource, ...] = (*CHILD_KINDS, POD)
 PARENT_INDEX = "index_tornadoservices"
 POD_INDEX = "index_pods"
 CHILD_INDEXES = {child.kind: f"index_{child.plural}" for child in CHILD_KINDS}
+# kopf retries a failed API request after 1, 1, 2, 3, 5, 8, 13 and 21 s, then gives up (54 s);
+# its peering keep-alive giving up stops the whole operator (or, in older kopf, only the
+# keep-alive: nolar/kopf#762). Retrying for about 5 minutes, at most 5 s apart, rides out an API
+# server that is away that long (a control-plane restart) and resumes within 5 s of its return.
+API_RETRY_BACKOFFS: tuple[float, ...] = (1, 1, 2, 3, 5) + (5,) * 58
 
 
 def _slim(body: Mapping[str, Any]) -> JSONDict:
@@ -176,6 +181,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
     # then): this bounds the failover after an unclean death. Read by kopf's keep-alive, which
     # starts after the startup handlers.
     settings.peering.lifetime = cfg.peering_lifetime_seconds
+    settings.networking.error_backoffs = API_RETRY_BACKOFFS
     kube = await Kube.from_environment()
     if settings.peering.mandatory and not settings.peering.standalone:
         await _require_peering(kube, settings.peering.name, cfg)

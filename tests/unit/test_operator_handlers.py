@@ -83,6 +83,15 @@ def test_startup_sets_the_peering_lifetime(monkeypatch: pytest.MonkeyPatch) -> N
     assert run_configure(memo, monkeypatch).peering.lifetime == 25
 
 
+def test_startup_retries_api_requests_for_minutes_at_most_5s_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert sum(kopf.OperatorSettings().networking.error_backoffs) == 54  # kopf's own budget
+    memo = kopf.Memo(settings=settings_mod.Settings(metrics_port=0))
+    backoffs = list(run_configure(memo, monkeypatch).networking.error_backoffs)
+    assert max(backoffs) == 5 and sum(backoffs) >= 300
+
+
 def test_startup_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # As when kopf loads the module itself (`kopf run -m tornado_operator.handlers`).
     monkeypatch.setenv("TORNADO_OPERATOR_DEFAULT_IMAGE", "from/env:1")
