@@ -1,23 +1,27 @@
 """The operator restarts in the middle of a batch of changes; everything converges, with no
 duplicate and no orphaned children of any kind.
 
-The first run is stopped while work is provably still pending: right after the first child
-appears, with most of a batch of services not yet reconciled (the test checks that, after the
-operator has stopped, some services still lack children or status). Then changes land while it is
-down; then a second, short run; then a third that must bring every service to exactly the
-children the operator's own rendering wants: Deployment, Service, HorizontalPodAutoscaler and
-PodDisruptionBudget, each present or absent as the spec says, owned by the right TornadoService.
+The first run is a real operator process, SIGKILLed while work is provably still pending: right
+after the first child appears, with most of a batch of services not yet reconciled (the test
+checks that, after the kill, some services still lack children or status). A graceful stop would
+not do: kopf lets the handlers already running finish, and they cover the whole batch. Then
+changes land while it is down; then a second, short run; then a third that must bring every
+service to exactly the children the operator's own rendering wants: Deployment, Service,
+HorizontalPodAutoscaler and PodDisruptionBudget, each present or absent as the spec says, owned
+by the right TornadoService.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from tornado_operator import rendering, validation
 from tornado_operator.children import CHILD_KINDS, render_children
 
+from tests.e2e.operator_process import OperatorProcess
 from tests.e2e.operator_support import (
     TEMPLATE_IMAGE,
     TEMPLATE_IMAGE_ALIAS,
@@ -112,7 +116,7 @@ def _create(ns: str, specs: dict[str, dict[str, Any]]) -> None:
 
 
 def test_restart_in_the_middle_of_a_batch(
-    namespace: str, operator_crds: None, template_image: str
+    namespace: str, operator_crds: None, template_image: str, tmp_path: Path
 ) -> None:
     ns = namespace
     batch: dict[str, dict[str, Any]] = {
@@ -122,13 +126,20 @@ def test_restart_in_the_middle_of_a_batch(
         "batch-3": {"replicas": 1},
         **{f"auto-{i:02d}": AUTO for i in range(N_AUTO)},
     }
-    with running_operator(ns):
+    first = OperatorProcess(
+        ns, None, tmp_path / "killed.log", env={"TORNADO_OPERATOR_DEFAULT_IMAGE": TEMPLATE_IMAGE}
+    )
+    try:
+        wait_for("the operator's liveness endpoint", first.healthy, 60, 0.2)
         _create(ns, batch)
         wait_for("the first Deployment", lambda: owned_children(ns)["deployment"], 60, 0.05)
-        # The operator stops here, while it is still working through the batch.
+        first.kill()  # while it is still working through the batch
+    finally:
+        first.stop()
+        print(f"--- the killed run (exit {first.proc.returncode}) ---\n{first.text()[-4000:]}")
     pending = _unconverged(ns)
-    print(f"unconverged when the operator stopped: {len(pending)} of {len(batch)}")
-    assert pending, "everything had converged before the stop: no work was pending"
+    print(f"unconverged when the operator was killed: {len(pending)} of {len(batch)}")
+    assert pending, "everything had converged before the kill: no work was pending"
 
     # Changes while it is down: an edit, a scale-to-zero (its PDB must go), autoscaling off
     # (HPA and PDB must go), a delete, new objects.
