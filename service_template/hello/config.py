@@ -28,10 +28,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Upstream:
-    """A service the composition endpoint calls: a name for answers and metrics, and a URL."""
+    """A service the composition endpoint calls: a name for answers and metrics, and a URL.
+
+    `timeout` and `retries`, when set, replace UPSTREAM_TIMEOUT_SECONDS and UPSTREAM_RETRIES for
+    this upstream alone (None: the service-wide value).
+    """
 
     name: str
     url: str
+    timeout: float | None = None
+    retries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,18 +116,27 @@ def _address(raw: str) -> str:
     return value
 
 
+# Per-upstream options after the URL (`name=url timeout=0.5 retries=0`): the same bounds as the
+# service-wide UPSTREAM_TIMEOUT_SECONDS and UPSTREAM_RETRIES, which they replace for that upstream.
+_UPSTREAM_OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "timeout": ("timeout", _seconds(0, 300, low_inclusive=False)),
+    "retries": ("retries", _integer(0, 1)),
+}
+
+
 def _upstreams(raw: str) -> tuple[Upstream, ...]:
-    """Parse `name=url,name2=url2`."""
+    """Parse `name=url,name2=url2 timeout=0.5 retries=0`: a comma list of upstreams, each a
+    name=url with optional per-upstream options after spaces (a URL has no unescaped space)."""
     result: list[Upstream] = []
     seen: set[str] = set()
     for item in raw.split(","):
-        item = item.strip()
-        if not item:
+        words = item.split()
+        if not words:
             continue
-        name, sep, url = item.partition("=")
+        name, sep, url = words[0].partition("=")
         name, url = name.strip(), url.strip()
         if not sep or not name or not url:
-            raise ValueError(f"{item!r} is not name=url")
+            raise ValueError(f"{item.strip()!r} is not name=url")
         if not _UPSTREAM_NAME.match(name):
             raise ValueError(
                 f"upstream name {name!r} must be 1-63 letters, digits, '_', '.' or '-', "
@@ -136,8 +151,21 @@ def _upstreams(raw: str) -> tuple[Upstream, ...]:
             parts.port  # noqa: B018 - urlsplit checks the port only when asked
         except ValueError:
             raise ValueError(f"upstream {name!r} URL {url!r} has an invalid port") from None
+        options: dict[str, object] = {}
+        for word in words[1:]:
+            key, sep, value = word.partition("=")
+            if not sep or key not in _UPSTREAM_OPTIONS:
+                known = " or ".join(f"{k}=..." for k in _UPSTREAM_OPTIONS)
+                raise ValueError(f"upstream {name!r}: {word!r} is not {known}")
+            field, parse = _UPSTREAM_OPTIONS[key]
+            if field in options:
+                raise ValueError(f"upstream {name!r}: {key} appears twice")
+            try:
+                options[field] = parse(value)
+            except ValueError as exc:
+                raise ValueError(f"upstream {name!r} {key}: {exc}") from None
         seen.add(name)
-        result.append(Upstream(name, url))
+        result.append(Upstream(name, url, **options))  # type: ignore[arg-type]
     return tuple(result)
 
 

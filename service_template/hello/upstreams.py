@@ -149,6 +149,9 @@ class UpstreamClient:
         self, upstream: Upstream, deadline: float, request_id: str, method: str = "GET"
     ) -> CallResult:
         breaker = self.breakers[upstream.name]
+        # Per-upstream settings (UPSTREAMS options) win over the service-wide ones.
+        timeout = self._config.upstream_timeout if upstream.timeout is None else upstream.timeout
+        retries = self._config.upstream_retries if upstream.retries is None else upstream.retries
         start = self._clock()
         attempts = 0
         last: _Attempt | None = None
@@ -166,15 +169,11 @@ class UpstreamClient:
                 break
             attempts += 1
             last = await self._attempt(
-                upstream, breaker, method, min(self._config.upstream_timeout, remaining), request_id
+                upstream, breaker, method, min(timeout, remaining), request_id
             )
             if last.outcome == "ok":
                 break
-            if (
-                attempts > self._config.upstream_retries
-                or method not in _IDEMPOTENT_METHODS
-                or not last.retryable
-            ):
+            if attempts > retries or method not in _IDEMPOTENT_METHODS or not last.retryable:
                 break
             # Jitter spreads the retries of many callers so they do not arrive together.
             backoff = self._config.retry_backoff * (0.5 + self._jitter())

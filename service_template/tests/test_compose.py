@@ -108,6 +108,37 @@ def test_retries_can_be_turned_off(
     assert upstreams.count("/flaky/two") == 1
 
 
+def test_per_upstream_timeout_and_retries_win_over_the_service_wide_ones(
+    start_service: Callable[..., Service], upstreams: FakeUpstreams
+) -> None:
+    # The options after each URL (the operator renders them from spec.upstreams[]): `quick` gives
+    # up after 0.2 s although UPSTREAM_TIMEOUT_SECONDS is 5, and `once` is not retried although
+    # UPSTREAM_RETRIES is 1; `patient` keeps the service-wide timeout.
+    svc = start_service(
+        {
+            "UPSTREAMS": ",".join(
+                [
+                    f"quick={upstreams.url('/slow?delay=3')} timeout=0.2 retries=0",
+                    f"once={upstreams.url('/flaky/three')} retries=0",
+                    f"patient={upstreams.url('/slow?delay=0.5')}",
+                ]
+            ),
+            "UPSTREAM_TIMEOUT_SECONDS": "5",
+            "UPSTREAM_RETRIES": "1",
+            "COMPOSE_DEADLINE_SECONDS": "3",
+        }
+    )
+    body, elapsed = compose(svc)
+    result = body["upstreams"]
+    assert result["quick"]["outcome"] == "timeout"
+    assert result["quick"]["attempts"] == 1
+    assert result["quick"]["duration_ms"] < 1000
+    assert result["once"]["code"] == 503
+    assert upstreams.count("/flaky/three") == 1
+    assert result["patient"]["status"] == "green"
+    assert elapsed < 2.5
+
+
 def test_client_errors_do_not_open_the_breaker(
     start_service: Callable[..., Service], upstreams: FakeUpstreams
 ) -> None:

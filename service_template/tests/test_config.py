@@ -42,6 +42,10 @@ def run_with(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("UPSTREAMS", "a=ftp://example.test/"),
         ("UPSTREAMS", "a=http://127.0.0.1:1/,a=http://127.0.0.1:2/"),
         ("UPSTREAMS", "a=http://127.0.0.1:notaport/"),
+        ("UPSTREAMS", "a=http://127.0.0.1:1/ timeout=0"),
+        ("UPSTREAMS", "a=http://127.0.0.1:1/ retries=2"),
+        ("UPSTREAMS", "a=http://127.0.0.1:1/ colour=red"),
+        ("UPSTREAMS", "a=http://127.0.0.1:1/ timeout=1 timeout=2"),
         ("UPSTREAM_RETRIES", "2"),
         ("LOG_PROBES", "sometimes"),
         ("MAX_BODY_BYTES", "1MB"),
@@ -87,7 +91,8 @@ def test_port_in_use_is_one_clear_line() -> None:
 def test_good_values_are_accepted() -> None:
     svc: Service = launch(
         {
-            "UPSTREAMS": " a=http://127.0.0.1:1/x , b.v2=https://example.test:8443/ ",
+            "UPSTREAMS": " a=http://127.0.0.1:1/x , b.v2=https://example.test:8443/  timeout=0.25 "
+            "retries=0",
             "LOG_PROBES": "off",
             "UPSTREAM_RETRIES": "0",
             "COMPOSE_DEADLINE_SECONDS": "0.5",
@@ -97,3 +102,13 @@ def test_good_values_are_accepted() -> None:
         assert svc.wait_for_log(lambda e: e.get("msg") == "started")["upstreams"] == ["a", "b.v2"]
     finally:
         stop(svc)
+
+
+def test_upstream_options_are_parsed() -> None:
+    from hello import config
+
+    cfg = config.load({"UPSTREAMS": "a=http://a.test/ timeout=0.5 retries=0,b=http://b.test:81/"})
+    assert cfg.upstreams == (
+        config.Upstream("a", "http://a.test/", timeout=0.5, retries=0),
+        config.Upstream("b", "http://b.test:81/"),
+    )
