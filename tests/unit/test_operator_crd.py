@@ -59,7 +59,7 @@ def test_status_and_scale_subresources() -> None:
 def test_printer_columns() -> None:
     [version] = crd.crd()["spec"]["versions"]
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Ready", "Replicas", "Concurrency", "Image", "URL", "Age"]
+    assert list(columns) == ["Ready", "Replicas", "Concurrency", "Upstreams", "Image", "URL", "Age"]
     assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
     status = crd.openapi_schema()["properties"]["status"]["properties"]
     for name in ("Replicas", "Image", "URL"):
@@ -74,10 +74,19 @@ def test_concurrency_printer_column_is_wide_only() -> None:
     assert (column["type"], column["priority"]) == ("number", 1)
     status = crd.openapi_schema()["properties"]["status"]["properties"]
     assert status["autoscaling"]["properties"]["observedConcurrency"]["type"] == "number"
-    # Every other column stays in plain `kubectl get`, as before.
+    # Every other column but Upstreams (wide only too) stays in plain `kubectl get`, as before.
     assert all(
-        c.get("priority", 0) == 0 for c in version["additionalPrinterColumns"] if c is not column
+        c.get("priority", 0) == 0
+        for c in version["additionalPrinterColumns"]
+        if c is not column and c["name"] != "Upstreams"
     )
+
+
+def test_upstreams_printer_column_is_wide_only() -> None:
+    [version] = crd.crd()["spec"]["versions"]
+    [column] = [c for c in version["additionalPrinterColumns"] if c["name"] == "Upstreams"]
+    assert column["jsonPath"] == '.status.conditions[?(@.type=="UpstreamsHealthy")].status'
+    assert (column["type"], column["priority"]) == ("string", 1)
 
 
 def test_autoscaling_metric_and_target_concurrency() -> None:
