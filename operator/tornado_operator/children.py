@@ -48,6 +48,10 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
         optional=False, render=rendering.render_service,
     ),
     ChildKind(
+        "networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy",
+        optional=True, render=rendering.render_network_policy,
+    ),
+    ChildKind(
         "autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
         optional=True, render=rendering.render_hpa,
     ),

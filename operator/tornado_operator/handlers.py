@@ -9,6 +9,7 @@ operator, else from the TORNADO_OPERATOR_* environment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,6 +21,8 @@ from tornado_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION, kubeapi, lab
 from tornado_operator import settings as settings_mod
 from tornado_operator.autoscaling import daemon as autoscaling_daemon
 from tornado_operator.children import CHILD_KINDS
+from tornado_operator.composition import monitor as upstream_monitor
+from tornado_operator.composition import spec as composition
 from tornado_operator.kubeapi import Kube
 from tornado_operator.observed import Observed, resource_version
 from tornado_operator.reconcile import Reconciler, instance_of, parent_of
@@ -35,6 +38,9 @@ MANAGED = {labels.MANAGED_BY: FIELD_MANAGER}
 WATCHED: tuple[Resource, ...] = (*CHILD_KINDS, POD)
 # kopf indexes, named after the kind: the watches' view of every object the operator reads.
 PARENT_INDEX = "index_tornadoservices"
+# (namespace, name) of a TornadoService -> (namespace, name) of each one whose spec.upstreams
+# names it: who may call it, for its NetworkPolicy.
+CALLERS_INDEX = "index_upstream_callers"
 POD_INDEX = "index_pods"
 CHILD_INDEXES = {child.kind: f"index_{child.plural}" for child in CHILD_KINDS}
 # kopf retries a failed API request after 1, 1, 2, 3, 5, 8, 13 and 21 s, then gives up (54 s);
@@ -96,6 +102,17 @@ def index_tornadoservices(
     return {(namespace or "", name): _slim(body)}
 
 
+@kopf.index(GROUP, VERSION, PLURAL, id=CALLERS_INDEX)
+def index_upstream_callers(
+    body: kopf.Body, name: str, namespace: str | None, **_: Any
+) -> dict[tuple[str, str], tuple[str, str]]:
+    caller = (namespace or "", name)
+    found = composition.targets(body.get("spec"), namespace or "")
+    # Always a mapping, empty too: kopf keeps an object's old entries when its index function
+    # returns None, and an upstream removed from the spec would stay a caller.
+    return {target: caller for target in found}
+
+
 def index_child(
     body: kopf.Body, name: str, namespace: str | None, **_: Any
 ) -> dict[tuple[str, str], JSONDict] | None:
@@ -135,7 +152,15 @@ def observed_from(indices: Mapping[str, Any]) -> Observed:
         found: Iterable[JSONDict] = pods_index.get((namespace, instance), ())
         return found
 
-    return Observed(lookup, pods)
+    callers_index = indices.get(CALLERS_INDEX)
+
+    def callers(namespace: str, name: str) -> Iterable[tuple[str, str]]:
+        found: Iterable[tuple[str, str]] = (
+            callers_index.get((namespace, name), ()) if callers_index is not None else ()
+        )
+        return found
+
+    return Observed(lookup, pods, callers)
 
 
 def _start_metrics(port: int) -> None:
@@ -186,17 +211,52 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
     if settings.peering.mandatory and not settings.peering.standalone:
         await _require_peering(kube, settings.peering.name, cfg)
     # kopf hands every handler its indexes by name; these views stay current as watches run.
-    memo["reconciler"] = Reconciler(kube, cfg.default_image, observed_from(kwargs))
+    memo["reconciler"] = Reconciler(
+        kube,
+        cfg.default_image,
+        observed_from(kwargs),
+        operator_namespace=cfg.pod_namespace or None,
+    )
     # The concurrency autoscaler: one Scraper and the deciders, shared by every daemon below.
     memo["autoscaling"] = autoscaling_daemon.Runtime.from_settings(
         cfg, kube, memo["reconciler"].post_event
     )
+    _start_upstream_monitor(memo, kube, settings)
     _start_metrics(cfg.metrics_port)
     logger.info(
         "tornado-operator configured: namespaces=%s default_image=%s",
         ",".join(cfg.namespaces) or "<all>",
         cfg.default_image,
     )
+
+
+def _start_upstream_monitor(memo: Any, kube: Kube, settings: kopf.OperatorSettings) -> None:
+    """One loop for the whole operator (composition.monitor): every caller's /metrics each 10 s
+    through the autoscaler's Scraper, on the active replica only, asking for reconciles that
+    write status.upstreams and UpstreamsHealthy."""
+    rec: Reconciler = memo["reconciler"]
+    cfg: settings_mod.Settings = memo["settings"]
+    gate = upstream_monitor.ActiveGate(
+        kube,
+        standalone=bool(settings.peering.standalone or not settings.peering.mandatory),
+        peering=settings.peering.name,
+        namespaces=cfg.namespaces,
+        priority=int(settings.peering.priority),
+    )
+
+    async def trigger(namespace: str, name: str) -> None:
+        rec.schedule(namespace, name, trigger="upstreams")
+
+    monitor = upstream_monitor.Monitor(
+        memo["autoscaling"].scraper,
+        rec.observed.pods,
+        rec.topology.services_with_upstreams,
+        trigger,
+        gate,
+    )
+    rec.upstream_reports = monitor.report
+    stop = asyncio.Event()
+    memo["upstream_monitor"] = (stop, asyncio.create_task(monitor.run(stop)))
 
 
 async def _require_peering(kube: Kube, name: str, cfg: settings_mod.Settings) -> None:
@@ -301,10 +361,35 @@ async def close_autoscaling(memo: Any, **_: Any) -> None:
 
 
 @kopf.on.cleanup()
+async def stop_upstream_monitor(memo: Any, **_: Any) -> None:
+    running = memo.get("upstream_monitor")
+    if running is not None:
+        stop, task = running
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=5)
+
+
+@kopf.on.cleanup()
 async def close(memo: Any, **_: Any) -> None:
     rec = memo.get("reconciler")
     if isinstance(rec, Reconciler):
         await rec.kube.close()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, id="links")
+async def tornadoservice_event(
+    body: kopf.Body, name: str, namespace: str | None, type: str | None, memo: Any, **_: Any
+) -> None:
+    """Any change of any TornadoService: reconcile the others linked with it (its upstreams
+    added or removed, for their NetworkPolicy; its callers when it appears, goes or changes its
+    URL). The initial listing (type None) only records: resume reconciles everything then."""
+    if not namespace:
+        return
+    gone = type == "DELETED"
+    _reconciler(memo).links_changed(
+        namespace, name, None if gone else dict(body), listing=type is None
+    )
 
 
 async def child_event(

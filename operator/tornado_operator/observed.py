@@ -22,6 +22,8 @@ Key = tuple[str, str, str]  # kind, namespace, name
 # (kind, namespace, name) -> the watched object, or None; (namespace, instance) -> its pods.
 ObjectLookup = Callable[[str, str, str], JSONDict | None]
 PodsLookup = Callable[[str, str], Iterable[JSONDict]]
+# (namespace, name) -> (namespace, name) of each TornadoService that lists it in spec.upstreams.
+CallersLookup = Callable[[str, str], Iterable[tuple[str, str]]]
 
 # How long a namespace that refused writes because it is being deleted stays "terminating".
 TERMINATING_MEMORY_SECONDS = 600.0
@@ -37,9 +39,12 @@ def resource_version(obj: JSONDict | None) -> int:
 class Observed:
     """The watches' view of the operator's objects, corrected by its own writes."""
 
-    def __init__(self, lookup: ObjectLookup, pods: PodsLookup) -> None:
+    def __init__(
+        self, lookup: ObjectLookup, pods: PodsLookup, callers: CallersLookup | None = None
+    ) -> None:
         self._lookup = lookup
         self._pods = pods
+        self._callers = callers
         self._written: dict[Key, JSONDict] = {}
         self._terminating: dict[str, float] = {}  # namespace -> wall time it was seen so
 
@@ -74,6 +79,12 @@ class Observed:
 
     def pods(self, namespace: str, instance: str) -> list[JSONDict]:
         return list(self._pods(namespace, instance))
+
+    def callers(self, namespace: str, name: str) -> list[tuple[str, str]]:
+        """The TornadoServices whose spec.upstreams name this one, sorted, without repeats."""
+        if self._callers is None:
+            return []
+        return sorted({(str(ns), str(n)) for ns, n in self._callers(namespace, name)})
 
     def saw_terminating(self, namespace: str) -> None:
         self._terminating[namespace] = time.time()

@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tornado_operator import (
@@ -29,6 +30,9 @@ from tornado_operator import (
 )
 from tornado_operator.assessment import Event
 from tornado_operator.children import CHILD_KINDS, DEPLOYMENT, Children, render_children
+from tornado_operator.composition import health
+from tornado_operator.composition import spec as composition
+from tornado_operator.composition.topology import Topology
 from tornado_operator.errors import APIError, Problem
 from tornado_operator.kubeapi import Kube
 from tornado_operator.observed import Observed
@@ -106,11 +110,32 @@ def _created(obj: JSONDict) -> float:
         return 0.0
 
 
+# (namespace, name) -> the upstream monitor's latest window of that caller, None before one.
+UpstreamReports = Callable[[str, str], health.Report | None]
+
+
+def _no_reports(_namespace: str, _name: str) -> health.Report | None:
+    return None
+
+
 class Reconciler:
-    def __init__(self, kube: Kube, default_image: str, observed: Observed) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        default_image: str,
+        observed: Observed,
+        *,
+        operator_namespace: str | None = None,
+    ) -> None:
         self.kube = kube
         self.default_image = default_image
         self.observed = observed
+        # Where the operator's own pods run: their scrapes are let in by every NetworkPolicy.
+        self.operator_namespace = operator_namespace
+        # Which TornadoServices to reconcile when another one changes (composition.topology).
+        self.topology = Topology()
+        # The upstream monitor's reports (composition.monitor), read when status is written.
+        self.upstream_reports: UpstreamReports = _no_reports
         self.managed = metrics.ManagedObjects(KIND, [child.kind for child in CHILD_KINDS])
         self._locks: dict[Key, asyncio.Lock] = {}
         self._pending: set[Key] = set()
@@ -148,6 +173,23 @@ class Reconciler:
         key = (namespace, name)
         async with self._lock(key):
             return await self._timed(namespace, name, trigger=trigger, retry=retry)
+
+    def schedule(self, namespace: str, name: str, *, trigger: str) -> None:
+        """reconcile_soon in the background: for another object than the one being handled."""
+        task = asyncio.create_task(self.reconcile_soon(namespace, name, trigger=trigger))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def links_changed(
+        self, namespace: str, name: str, body: JSONDict | None, *, listing: bool
+    ) -> None:
+        """A TornadoService event (body None: it is gone): reconcile the TornadoServices whose
+        NetworkPolicy names it as a caller or whose UPSTREAMS and status name it."""
+        wanted = self.topology.observe(
+            (namespace, name), body, self.observed.callers, listing=listing
+        )
+        for other_ns, other in sorted(wanted):
+            self.schedule(other_ns, other, trigger="link")
 
     async def reconcile_soon(self, namespace: str, name: str, *, trigger: str) -> None:
         """Reconcile for a child or pod event. Bursts of events for one TornadoService collapse
@@ -213,7 +255,6 @@ class Reconciler:
             return Outcome(gone=True)
 
         meta = parent["metadata"]
-        info = rendering.Parent(name=name, namespace=namespace, uid=str(meta["uid"]))
         try:
             spec = validated_spec(parent.get("spec"))
         except InvalidSpecError as exc:
@@ -225,13 +266,23 @@ class Reconciler:
             await self._safe_status(parent, None, None, invalid)
             return Outcome(invalid)
 
+        resolution = composition.resolve(
+            composition.entries(spec, namespace),
+            lambda ns, n: self.observed.get(TORNADO_SERVICE.kind, ns, n),
+        )
+        links = rendering.Links(
+            upstream_urls=resolution.urls,
+            callers=tuple(self.observed.callers(namespace, name)),
+            operator_namespace=self.operator_namespace,
+        )
+        info = rendering.Parent(name=name, namespace=namespace, uid=str(meta["uid"]), links=links)
         children = render_children(info, spec, self.default_image)
         applied = await self._apply_children(info, children)
         if applied.terminating:
             return Outcome(gone=True)
         if applied.error is not None:
             if applied.error.permanent or retry >= DEGRADE_AFTER_RETRIES:
-                await self._safe_status(parent, spec, None, applied.error)
+                await self._safe_status(parent, spec, None, applied.error, resolution=resolution)
             return Outcome(applied.error, applied.changed)
 
         if applied.changed and trigger in ("child", "pod"):
@@ -245,7 +296,9 @@ class Reconciler:
                     ),
                 )
         pods = self.observed.pods(namespace, name)
-        await self._safe_status(parent, spec, applied.deployment, applied.conflict, pods)
+        await self._safe_status(
+            parent, spec, applied.deployment, applied.conflict, pods, resolution=resolution
+        )
         if applied.conflict is None:
             kinds = frozenset(c["kind"] for c in children.all())
             self.managed.set((namespace, name), kinds)
@@ -322,9 +375,18 @@ class Reconciler:
         deployment: JSONDict | None,
         blocker: Problem | None,
         pods: list[JSONDict] | None = None,
+        *,
+        resolution: composition.Resolution | None = None,
     ) -> None:
         try:
-            await self._write_status(parent, spec, deployment, pods or [], blocker)
+            await self._write_status(
+                parent,
+                spec,
+                deployment,
+                pods or [],
+                blocker,
+                resolution or composition.Resolution(),
+            )
         except APIError as exc:
             # The next reconcile writes it; a status write must not turn success into failure.
             if errors.namespace_terminating(exc):
@@ -339,10 +401,14 @@ class Reconciler:
         deployment: JSONDict | None,
         pods: list[JSONDict],
         blocker: Problem | None,
+        resolution: composition.Resolution,
     ) -> None:
         meta = parent["metadata"]
         old_status: JSONDict = parent.get("status") or {}
         old_conditions = list(old_status.get("conditions") or [])
+        upstream_fields, upstream_conditions, upstream_events = self._upstream_status(
+            parent, spec, resolution
+        )
         found = assessment.assess(
             name=meta["name"],
             namespace=meta["namespace"],
@@ -355,17 +421,52 @@ class Reconciler:
         generation = int(meta.get("generation") or 0)
         status: JSONDict = {
             **found.fields,
+            **upstream_fields,
             "observedGeneration": generation,
             "conditions": conditions.merge(
-                old_conditions, found.conditions, generation, conditions.now_rfc3339()
+                old_conditions,
+                (*found.conditions, *upstream_conditions),
+                generation,
+                conditions.now_rfc3339(),
             ),
         }
         current = {k: old_status.get(k) for k in status}
         if current != status:
             written = await self.kube.patch_status(meta["namespace"], meta["name"], status)
             self.observed.wrote(TORNADO_SERVICE.kind, written)
-        for event in assessment.transition_events(old_conditions, found.conditions):
+        for event in (
+            *assessment.transition_events(old_conditions, found.conditions),
+            *upstream_events,
+        ):
             self.post_event(parent, event)
+
+    def _upstream_status(
+        self, parent: JSONDict, spec: JSONDict | None, resolution: composition.Resolution
+    ) -> tuple[JSONDict, tuple[conditions.Condition, ...], list[Event]]:
+        """status.upstreams, the UpstreamsHealthy condition and their Events. An invalid spec
+        keeps what the last valid one gave; a spec without upstreams removes both."""
+        meta = parent["metadata"]
+        old_status: JSONDict = parent.get("status") or {}
+        old_items = list(old_status.get("upstreams") or [])
+        old_condition = conditions.find(old_status.get("conditions") or [], health.CONDITION)
+        if spec is None:
+            if old_condition is None:
+                return {}, (), []
+            kept = conditions.Condition(
+                health.CONDITION,
+                old_condition.get("status") == "True",
+                str(old_condition.get("reason") or health.REASON_HEALTHY),
+                str(old_condition.get("message") or ""),
+            )
+            return {}, (kept,), []
+        entries = composition.entries(spec, str(meta["namespace"]))
+        if not entries:
+            return ({"upstreams": None} if "upstreams" in old_status else {}), (), []
+        report = self.upstream_reports(str(meta["namespace"]), str(meta["name"]))
+        items = health.status_items(entries, resolution, report, old_items)
+        cond = health.condition(items)
+        events = health.transition_events(old_items, items, old_condition, cond)
+        return {"upstreams": items}, (cond,), events
 
 
 def _conflict(kind: str, info: rendering.Parent) -> Problem:

@@ -16,6 +16,7 @@ from typing import Any
 
 from tornado_operator import API_VERSION, KIND, labels
 from tornado_operator.autoscaling import config as autoscaling_config
+from tornado_operator.composition import spec as composition
 
 JSONDict = dict[str, Any]
 
@@ -25,13 +26,35 @@ PORT_NAME = "http"
 GRACE_MARGIN_SECONDS = 5
 
 
+# The labels of the operator's own pods (the chart's), for the NetworkPolicy rule that lets its
+# scrapes of /metrics in. The TornadoService pods' own part-of/component never match both.
+OPERATOR_POD_LABELS = {labels.PART_OF: "tornado-operator", labels.COMPONENT: "operator"}
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# Where the cluster DNS runs: kube-dns pods in kube-system (kind, kubeadm, the local cluster).
+DNS_NAMESPACE = "kube-system"
+DNS_POD_LABELS = {"k8s-app": "kube-dns"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Links:
+    """What rendering needs from other objects, resolved by the reconcile from the watches:
+    the URL of each spec.upstreams entry, who calls this service, and where the operator's
+    pods run (None: outside the cluster, as node traffic that NetworkPolicy always allows)."""
+
+    upstream_urls: tuple[tuple[str, str], ...] = ()  # (spec.upstreams[].name, URL)
+    callers: tuple[tuple[str, str], ...] = ()  # (namespace, name) of TornadoServices, sorted
+    operator_namespace: str | None = None
+
+
 @dataclasses.dataclass(frozen=True)
 class Parent:
-    """What rendering needs to know about the TornadoService object itself."""
+    """What rendering needs to know about the TornadoService object itself (and, in `links`,
+    about the objects it is linked with)."""
 
     name: str
     namespace: str
     uid: str
+    links: Links = Links()
 
 
 def owner_reference(parent: Parent) -> JSONDict:
@@ -101,13 +124,28 @@ def _probe(probe: JSONDict) -> JSONDict | None:
     }
 
 
-def _container(spec: JSONDict, image: str) -> JSONDict:
+def upstreams_env(parent: Parent, spec: JSONDict) -> str | None:
+    """The template's UPSTREAMS from spec.upstreams (None when the spec lists none)."""
+    found = composition.entries(spec, parent.namespace)
+    if not found:
+        return None
+    urls = dict(parent.links.upstream_urls)
+    for entry in found:
+        # Not resolved by the reconcile: the URL it has with the default Service port.
+        urls.setdefault(entry.name, composition.url_of(entry))
+    return composition.env_value(found, urls)
+
+
+def _container(parent: Parent, spec: JSONDict, image: str) -> JSONDict:
     shutdown = spec["shutdown"]
     env: list[JSONDict] = [
         {"name": "PORT", "value": str(spec["port"])},
         {"name": "DRAIN_DELAY_SECONDS", "value": str(shutdown["drainDelaySeconds"])},
         {"name": "SHUTDOWN_TIMEOUT_SECONDS", "value": str(shutdown["timeoutSeconds"])},
     ]
+    upstreams = upstreams_env(parent, spec)
+    if upstreams is not None:
+        env.append({"name": composition.ENV_NAME, "value": upstreams})
     env.extend(dict(item) for item in spec.get("env", []))
     container: JSONDict = {
         "name": CONTAINER_NAME,
@@ -151,7 +189,7 @@ def render_deployment(parent: Parent, spec: JSONDict, default_image: str) -> JSO
         "enableServiceLinks": False,
         "securityContext": pod_security,
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
-        "containers": [_container(spec, image)],
+        "containers": [_container(parent, spec, image)],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": spec["tmpSizeLimit"]}}],
     }
     optional = (
@@ -276,6 +314,94 @@ def render_pdb(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict |
     return {
         "metadata": _metadata(parent, resolve_image(spec, default_image)),
         "spec": pdb_spec,
+    }
+
+
+def _namespace_selector(namespace: str) -> JSONDict:
+    return {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}
+
+
+def _service_peer(parent: Parent, namespace: str, name: str) -> JSONDict:
+    """The pods of one TornadoService, as a NetworkPolicy peer."""
+    peer: JSONDict = {"podSelector": {"matchLabels": labels.selector_labels(name)}}
+    if namespace != parent.namespace:
+        peer["namespaceSelector"] = _namespace_selector(namespace)
+    return peer
+
+
+def _http_port() -> JSONDict:
+    return {"port": PORT_NAME, "protocol": "TCP"}
+
+
+def render_network_policy(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict | None:
+    """Who may connect to the pods, and (with spec.networkPolicy.egress) where they may connect.
+
+    Ingress, on the `http` port only: the TornadoServices that list this one in spec.upstreams
+    (`parent.links.callers`), the operator's pods (they scrape /metrics), and spec.ingress.from.
+    The node is not named: NetworkPolicy always allows a pod's own node (kubelet probes, and an
+    operator or API server proxy on the host). With no peer at all the list of rules is empty,
+    which admits nobody but the node: a rule without `from` would admit everyone.
+
+    Egress: DNS (kube-dns, on 53 and its pods' named ports), the pods of each service upstream
+    on their `http` port, and any address on each url upstream's port.
+    """
+    policy = spec["networkPolicy"]
+    if not policy["enabled"]:
+        return None
+    links = parent.links
+    peers: list[JSONDict] = [_service_peer(parent, ns, name) for ns, name in links.callers]
+    if links.operator_namespace:
+        peers.append(
+            {
+                "namespaceSelector": _namespace_selector(links.operator_namespace),
+                "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
+            }
+        )
+    peers.extend(dict(peer) for peer in (spec.get("ingress") or {}).get("from") or [])
+    ingress = [{"from": peers, "ports": [_http_port()]}] if peers else []
+    policy_spec: JSONDict = {
+        "podSelector": {"matchLabels": labels.selector_labels(parent.name)},
+        "policyTypes": ["Ingress"],
+        "ingress": ingress,
+    }
+    if policy["egress"]:
+        dns_ports = [
+            {"port": 53, "protocol": "UDP"},
+            {"port": 53, "protocol": "TCP"},
+            # After DNAT the port is the DNS pod's own: 53 in most clusters, 5353 in some, and
+            # named dns / dns-tcp in the usual kube-dns manifests.
+            {"port": "dns", "protocol": "UDP"},
+            {"port": "dns-tcp", "protocol": "TCP"},
+        ]
+        egress: list[JSONDict] = [
+            {
+                "to": [
+                    {
+                        "namespaceSelector": _namespace_selector(DNS_NAMESPACE),
+                        "podSelector": {"matchLabels": dict(DNS_POD_LABELS)},
+                    }
+                ],
+                "ports": dns_ports,
+            }
+        ]
+        found = composition.entries(spec, parent.namespace)
+        services = sorted({e.target for e in found if e.target is not None})
+        if services:
+            egress.append(
+                {
+                    "to": [_service_peer(parent, ns, name) for ns, name in services],
+                    "ports": [_http_port()],
+                }
+            )
+        url_ports = sorted({composition.url_port(e.url) for e in found if e.url is not None})
+        if url_ports:
+            # A NetworkPolicy cannot name a host: any address, on the URL's port only.
+            egress.append({"ports": [{"port": port, "protocol": "TCP"} for port in url_ports]})
+        policy_spec["policyTypes"] = ["Ingress", "Egress"]
+        policy_spec["egress"] = egress
+    return {
+        "metadata": _metadata(parent, resolve_image(spec, default_image)),
+        "spec": policy_spec,
     }
 
 

@@ -52,6 +52,9 @@ class Settings:
     scrape_concurrency: int = 32  # scrapes in flight at once, across all services
     scrape_timeout_seconds: float = 1.0
     scrape_interval_seconds: float = 2.0
+    # The namespace of the operator's own pods (the chart passes it): every TornadoService's
+    # NetworkPolicy lets them in to scrape /metrics. Empty: outside the cluster (node traffic).
+    pod_namespace: str = ""
 
     @property
     def clusterwide(self) -> bool:
@@ -186,6 +189,12 @@ def _scrape_via(value: str, _where: str) -> str:
     return via
 
 
+def _pod_namespace(value: str, where: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        raise SettingsError(f"{where}: {value!r} is not a valid namespace name")
+    return value
+
+
 def _count(name: str, low: int, high: int) -> Parser:
     def parse(value: str, _where: str) -> int:
         try:
@@ -252,6 +261,12 @@ SETTINGS: tuple[Setting, ...] = (
             _seconds("scrape interval", 0.5, 6),
             "seconds between the concurrency autoscaler's scrapes and decisions (at most the "
             "6 s panic window)"),
+    Setting("pod_namespace", "--pod-namespace", "POD_NAMESPACE", _pod_namespace,
+            "namespace the operator's own pods run in (the chart sets it): every TornadoService's "
+            "NetworkPolicy lets its pods labelled app.kubernetes.io/part-of=tornado-operator, "
+            "component=operator in to scrape /metrics. Default: none, for an operator outside the "
+            "cluster, whose scrapes come from a node, which NetworkPolicies always let in",
+            show_default=False, metavar="NS"),
 )
 # fmt: on
 

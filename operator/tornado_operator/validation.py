@@ -5,7 +5,9 @@ a cluster running an older CRD lets through specs this operator cannot honour, a
 defaults. Checking again here, with the schema this operator was built with, turns that into a
 clear InvalidSpec condition instead of a half-applied Deployment. jsonschema does not evaluate
 the CRD's CEL rules (x-kubernetes-validations); those on spec.autoscaling, which the autoscaler
-depends on, have their own copy in autoscaling.config and are checked here too.
+depends on, have their own copy in autoscaling.config, and those on spec.upstreams and
+spec.ingress (which UPSTREAMS and the NetworkPolicy depend on) in composition.spec; both are
+checked here too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import jsonschema
 
 from tornado_operator import crd
 from tornado_operator.autoscaling import config as autoscaling_config
+from tornado_operator.composition import spec as composition
 
 JSONDict = dict[str, Any]
 
@@ -128,7 +131,10 @@ def validated_spec(spec: Any) -> JSONDict:
         # The CEL rules assume a spec of the right shape: only once the schema holds.
         found = [
             Problem(field, message.removeprefix(f"{field} "))
-            for field, message in autoscaling_config.spec_problems(defaulted)
+            for field, message in (
+                *autoscaling_config.spec_problems(defaulted),
+                *composition.spec_problems(defaulted),
+            )
         ]
     if found:
         raise InvalidSpecError(found)

@@ -34,7 +34,10 @@ def test_one_watch_per_child_kind_and_the_pods() -> None:
         assert handler.labels == MANAGED
     pods = found[("", "v1", "pods")]
     assert pods.fn is handlers.pod_event and pods.labels == MANAGED
-    assert len(found) == len(CHILD_KINDS) + 1
+    # And every TornadoService, unfiltered, for the links between them (composition.topology).
+    links = found[("tornado-operator.dev", "v1alpha1", None)]
+    assert links.fn is handlers.tornadoservice_event and links.labels is None
+    assert len(found) == len(CHILD_KINDS) + 2
     ids = [h.id for h in found.values()]
     assert len(set(ids)) == len(ids)
 

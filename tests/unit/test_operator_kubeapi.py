@@ -80,6 +80,7 @@ def test_paths_derive_from_group_version_plural() -> None:
     assert paths == {
         "Deployment": "/apis/apps/v1/namespaces/a%20b/deployments",
         "Service": "/api/v1/namespaces/a%20b/services",
+        "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/a%20b/networkpolicies",
         "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/a%20b/horizontalpodautoscalers",
         "PodDisruptionBudget": "/apis/policy/v1/namespaces/a%20b/poddisruptionbudgets",
     }

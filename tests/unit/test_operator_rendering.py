@@ -53,16 +53,20 @@ def test_children_come_from_the_kind_table_in_apply_order() -> None:
     assert list(rendered) == [
         "Deployment",
         "Service",
+        "NetworkPolicy",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
     ]
     assert [(m["apiVersion"], m["kind"]) for m in rendered.all()] == [
         ("apps/v1", "Deployment"),
         ("v1", "Service"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
         ("autoscaling/v2", "HorizontalPodAutoscaler"),
         ("policy/v1", "PodDisruptionBudget"),
     ]
-    assert [m["kind"] for m in render({}).all()] == ["Deployment", "Service"]
+    assert [m["kind"] for m in render({}).all()] == ["Deployment", "Service", "NetworkPolicy"]
+    off = {"networkPolicy": {"enabled": False}}
+    assert [m["kind"] for m in render(off).all()] == ["Deployment", "Service"]
     assert [c.kind for c in CHILD_KINDS if not c.optional] == ["Deployment", "Service"]
 
 

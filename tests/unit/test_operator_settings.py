@@ -137,6 +137,7 @@ GOOD = {
     "scrape_concurrency": ("8", 8),
     "scrape_timeout_seconds": ("0.5", 0.5),
     "scrape_interval_seconds": ("1.5", 1.5),
+    "pod_namespace": ("tornado-operator", "tornado-operator"),
 }
 
 

@@ -36,6 +36,10 @@ of these rules against an allowlist with `kubectl auth can-i --list`.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
+# NetworkPolicies (spec.networkPolicy): deleted when switched off, like HPA and PDB.
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch, delete]
 # Read only: why a service is not Ready (image pulls, crash loops).
 - apiGroups: [""]
   resources: [pods]

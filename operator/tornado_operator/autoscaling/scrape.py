@@ -317,10 +317,7 @@ class Scraper:
         async with self._semaphore:
             started = time.monotonic()
             try:
-                if self._via_api is None:
-                    text = await self._fetch(target.url)
-                else:
-                    text = await self._fetch_via_api(target)
+                text = await self._text(target)
                 metrics = parse_exposition(text)
             except ScrapeError as exc:
                 return self._failed(target, started, exc.reason, str(exc))
@@ -330,6 +327,24 @@ class Scraper:
                 return self._failed(target, started, CONNECTION, str(exc) or type(exc).__name__)
             done = time.monotonic()
             return ScrapeResult(target.pod, done, done - started, metrics)
+
+    async def scrape_text(self, targets: Sequence[Target]) -> list[tuple[str, str | None]]:
+        """(pod, its whole /metrics text or None when the scrape failed) per target, in order,
+        under the same bound and timeout: for readers of other metrics than the autoscaler's
+        (the upstream monitor, composition.monitor)."""
+        return list(await asyncio.gather(*(self._text_one(t) for t in targets)))
+
+    async def _text_one(self, target: Target) -> tuple[str, str | None]:
+        async with self._semaphore:
+            try:
+                return target.pod, await self._text(target)
+            except (ScrapeError, TimeoutError, aiohttp.ClientError, OSError):
+                return target.pod, None
+
+    async def _text(self, target: Target) -> str:
+        if self._via_api is None:
+            return await self._fetch(target.url)
+        return await self._fetch_via_api(target)
 
     def _failed(self, target: Target, started: float, reason: str, error: str) -> ScrapeResult:
         done = time.monotonic()
