@@ -11,7 +11,7 @@ set -euo pipefail
 
 CACHE=${1:?usage: build-binaries.sh CACHE_DIR [COMPONENT...]}
 shift
-COMPONENTS=(pause etcd helm metrics-server kubernetes coredns kwok)
+COMPONENTS=(pause etcd helm metrics-server kubernetes coredns kwok kube-router)
 [ "$CACHE" != --components ] || { echo "${COMPONENTS[*]}"; exit 0; }
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=hack/versions.env
@@ -148,6 +148,22 @@ build_kwok() {
   go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
     -o "$BIN/kwok" sigs.k8s.io/kwok/cmd/kwok
   "$BIN/kwok" --version
+}
+
+what_kube_router="kube-router $KUBE_ROUTER_VERSION (the NetworkPolicy enforcer, firewall only) from the Go module proxy"
+cold_kube_router="about 6 min cold"
+cached_kube_router() { [ -x "$BIN/kube-router" ] && reports "v$KUBE_ROUTER_VERSION" "$BIN/kube-router" --version; }
+build_kube_router() {
+  local W="$CACHE/build/kube-router-$KUBE_ROUTER_VERSION"
+  rm -rf "$W"; mkdir -p "$W"; cd "$W"
+  # Only its network policy controller runs (hack/cluster/netpol.py): iptables and ipset, which this
+  # kernel has, where kube-network-policies needs nftables' queue expression (CONFIG_NFT_QUEUE).
+  printf 'module local/kuberouterbuild\n\ngo 1.24.0\n' > go.mod
+  go get -tool "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@v$KUBE_ROUTER_VERSION"
+  go build -trimpath \
+    -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v$KUBE_ROUTER_VERSION" \
+    -o "$BIN/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+  "$BIN/kube-router" --version
 }
 
 what_pause="pause (the pod sandbox), a tiny Go program"

@@ -16,7 +16,8 @@ export STEP_PHASE=prereqs STEP_FIRST=1 STEP_TOTAL=$((1 + $(wc -w <<<"$components
 # shellcheck source=hack/steps.sh
 . "$here/steps.sh"
 
-pkgs=(docker.io containerd runc containernetworking-plugins debootstrap iptables conntrack wrk make)
+# ipset: kube-router, the local cluster's NetworkPolicy enforcer, keeps its address sets with it.
+pkgs=(docker.io containerd runc containernetworking-plugins debootstrap iptables ipset conntrack wrk make)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 install_packages() {

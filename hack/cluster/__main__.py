@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from hack import procs
-from hack.cluster import fakenodes, hermetic, kind, local, providers
+from hack.cluster import fakenodes, hermetic, kind, local, netpol, providers
 from hack.paths import paths
 
 
@@ -71,9 +71,14 @@ def main(argv: list[str] | None = None) -> int:
             kwok = fakenodes.pid(p)
             kwok_state = f"running, pid {kwok}" if kwok else "off (optional: up --fake-nodes N)"
             print(f"{fakenodes.NAME:26} {kwok_state}")
+            enforcer = netpol.pid(p)
+            enforcer_state = f"running, pid {enforcer}" if enforcer else "stopped"
+            print(f"{netpol.NAME + ' (NetworkPolicy)':26} {enforcer_state}")
             up = local.is_up(p)
             if up:
                 gaps = hermetic.problems(before=local.FORWARD_RULES)
+                if enforcer and not netpol.hermetic_first():
+                    gaps.append(f"the hermetic jumps are not first in {netpol.FORWARD_CHAIN}")
                 state = "rules in place" if not gaps else "MISSING: " + "; ".join(gaps)
                 print(f"{'hermetic network':26} {state}")
             if up and kwok:
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             refs = providers.build_images(args.which)
             if not args.no_load:
                 providers.load_images(refs)
-    except (local.PrerequisiteError, fakenodes.FakeNodesError) as e:
+    except (local.PrerequisiteError, fakenodes.FakeNodesError, netpol.EnforcerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (procs.StartError, RuntimeError, subprocess.CalledProcessError) as e:

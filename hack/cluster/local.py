@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hack import images, procs
-from hack.cluster import addons, fakenodes, hermetic
+from hack.cluster import addons, fakenodes, hermetic, netpol
 from hack.kubetools import kubectl
 from hack.paths import (
     API_PORT,
@@ -70,13 +70,13 @@ def check_prerequisites(p: Paths) -> None:
         raise PrerequisiteError(
             f"cgroup controllers missing: {', '.join(missing)} (kubelet needs them)."
         )
-    for cmd in ("containerd", "runc", "iptables", "iptables-save", "conntrack", "ip"):
+    for cmd in ("containerd", "runc", "iptables", "iptables-save", "conntrack", "ip", "ipset"):
         if not shutil.which(cmd):
             raise PrerequisiteError(f"`{cmd}` is not installed: run `make prereqs`.")
     if not Path("/usr/lib/cni/bridge").exists():
         raise PrerequisiteError("CNI plugins missing (/usr/lib/cni/bridge): run `make prereqs`.")
     built = [c for c in COMPONENTS if c != "containerd"]
-    for b in (*built, "kubeadm", "kubectl", "coredns", "metrics-server", "pause"):
+    for b in (*built, "kubeadm", "kubectl", "coredns", "metrics-server", "pause", "kube-router"):
         if not (p.bin / b).exists():
             raise PrerequisiteError(
                 f"{b} {KUBERNETES_VERSION} is not built in {p.bin}: run `make prereqs`."
@@ -128,6 +128,9 @@ def up(p: Paths, log: Callable[[str], None] = print) -> None:
         # A cluster started before the hermetic rules existed gets them now.
         added = hermetic.ensure(before=FORWARD_RULES)
         what = "added the missing hermetic network rules" if added else "nothing changed"
+        # A cluster started before the NetworkPolicy enforcer existed gets it now.
+        if netpol.ensure(p):
+            what = f"started the NetworkPolicy enforcer; {what}"
         log(f"cluster is already up; {what}. KUBECONFIG={p.kubeconfig}")
         return
     if any(running_components(p).values()):
@@ -141,6 +144,8 @@ def up(p: Paths, log: Callable[[str], None] = print) -> None:
     _start_control_plane(p)
     _start_node(p)
     log(f"node Ready after {time.monotonic() - t0:.1f}s")
+    # Before the add-ons and any workload: NetworkPolicies are enforced from the first pod on.
+    netpol.start(p)
     addons.install(p)
     log(f"cluster up in {time.monotonic() - t0:.1f}s. KUBECONFIG={p.kubeconfig}")
 
@@ -575,6 +580,8 @@ def restart_control_plane(p: Paths, log: Callable[[str], None] = print) -> float
 
 def down(p: Paths, log: Callable[[str], None] = print) -> None:
     stopped = ["kwok"] if fakenodes.stop(p) else []
+    if netpol.stop(p):
+        stopped.append(netpol.NAME)
     for name in reversed(COMPONENTS):
         if name == "containerd":
             _kill_containers(p)
@@ -584,6 +591,7 @@ def down(p: Paths, log: Callable[[str], None] = print) -> None:
         procs.run([str(p.bin / "kube-proxy"), "--cleanup"], check=False)
     _kill_orphan_shims(p)
     _remove_chains()
+    netpol.cleanup()  # its ipsets, now that no chain uses them
     hermetic.remove()
     for rule in FORWARD_RULES:
         while procs.run(["iptables", "-D", *rule], check=False).returncode == 0:
