@@ -27,6 +27,7 @@ from hack.kubetools import helm, kubectl, kubectl_json
 from hack.paths import REPO, paths
 from tests.chart import kube
 from tests.chart.helm import CRD_NAME
+from tests.e2e import incluster
 
 RELEASE = "tornado-e2e"
 NAMESPACE = "tornado-chart-e2e"
@@ -44,6 +45,7 @@ OPERATOR_NAMESPACED = {
     "services": "get list watch create patch",
     "horizontalpodautoscalers.autoscaling": "get list watch create patch delete",
     "poddisruptionbudgets.policy": "get list watch create patch delete",
+    "networkpolicies.networking.k8s.io": "get list watch create patch delete",
     "pods": "get list watch",
     "events": "create",
 }
@@ -110,6 +112,9 @@ def operator_pods() -> list[dict[str, Any]]:
 def apply_hello(namespace: str, name: str = "hello", replicas: int = 2) -> dict[str, Any]:
     text = HELLO.read_text().replace("name: hello", f"name: {name}")
     text = text.replace("replicas: 2", f"replicas: {replicas}")
+    # The tests' client pods are no TornadoServices: hello's NetworkPolicy must let them in.
+    allow = json.dumps(incluster.ALLOW_CLIENTS)  # JSON is YAML
+    text = text.replace("spec:\n", f"spec:\n  ingress: {allow}\n")
     kubectl("-n", namespace, "apply", "-f", "-", input=text)
     return kubetools.wait_ready(namespace, name)
 

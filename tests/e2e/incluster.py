@@ -29,12 +29,19 @@ _IDLE = (
 )
 
 
+# Every client pod carries this label. TornadoServices admit only their TornadoService callers by
+# default (their NetworkPolicy), so one called from a client pod lets it in: ALLOW_CLIENTS is
+# the spec.ingress that does.
+CLIENT_LABELS = {"app.kubernetes.io/name": "test-client"}
+ALLOW_CLIENTS = {"from": [{"podSelector": {"matchLabels": CLIENT_LABELS}}]}
+
+
 def client_pod(namespace: str, image: str, name: str = "client", cpu: str = "50m") -> str:
     """Start an idle client pod and wait until it runs; returns its name."""
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "test-client"}},
+        "metadata": {"name": name, "labels": dict(CLIENT_LABELS)},
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,

@@ -214,6 +214,8 @@ def test_hpa_scales_up_on_real_cpu_load(operator_ns: str) -> None:
         tornadoservice(
             "busy",
             replicas=1,
+            # The load pod below is no TornadoService: the NetworkPolicy must let it in.
+            ingress={"from": [{"podSelector": {"matchLabels": {"app": "cpu-load"}}}]},
             autoscaling={
                 "enabled": True,
                 "minReplicas": 1,
@@ -238,7 +240,7 @@ def test_hpa_scales_up_on_real_cpu_load(operator_ns: str) -> None:
         {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": "load"},
+            "metadata": {"name": "load", "labels": {"app": "cpu-load"}},
             "spec": {
                 "restartPolicy": "Never",
                 "automountServiceAccountToken": False,

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from tests.e2e.incluster import GET_ONCE, Load, client_pod, run_python
+from tests.e2e.incluster import ALLOW_CLIENTS, GET_ONCE, Load, client_pod, run_python
 from tests.e2e.operator_support import (
     apply,
     get,
@@ -76,6 +76,7 @@ def test_rolling_updates_under_load_lose_no_request(operator_ns: str, template_i
             podAnnotations={"test/revision": "0"},
             # Shorter than the defaults (5 s and 5 s) to keep the test short; the same sequence.
             shutdown={"preStopSleepSeconds": 3, "drainDelaySeconds": 2},
+            ingress=ALLOW_CLIENTS,  # the client pod is no TornadoService: it must be let in
         ),
         ns,
     )

@@ -103,7 +103,26 @@ def main() -> int:
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TornadoService",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/component": "test"}},
-        "spec": {"replicas": 1},
+        "spec": {
+            "replicas": 1,
+            # This pod is no TornadoService: the smoke service's NetworkPolicy must let it in.
+            "ingress": {
+                "from": [
+                    {
+                        "namespaceSelector": {
+                            "matchLabels": {
+                                "kubernetes.io/metadata.name": os.environ["SMOKE_CLIENT_NAMESPACE"]
+                            }
+                        },
+                        "podSelector": {
+                            "matchLabels": {
+                                "app.kubernetes.io/name": os.environ["SMOKE_CLIENT_NAME"]
+                            }
+                        },
+                    }
+                ]
+            },
+        },
     }
     log(f"creating TornadoService {ns}/{name} (default image)")
     created = api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
