@@ -84,7 +84,7 @@ def image() -> str:
 def container(image: str) -> Iterator[tuple[str, int]]:
     name = f"tornado-template-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
-    subprocess.run(
+    started = subprocess.run(
         [
             "docker", "run", "-d", "--name", name,
             "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
@@ -92,8 +92,9 @@ def container(image: str) -> Iterator[tuple[str, int]]:
             "-e", "DRAIN_DELAY_SECONDS=1", "-e", "SHUTDOWN_TIMEOUT_SECONDS=5",
             image,
         ],
-        check=True, capture_output=True, text=True,
+        capture_output=True, text=True,
     )  # fmt: skip
+    assert started.returncode == 0, f"docker run exited {started.returncode}: {started.stderr}"
     try:
         yield name, port
     finally:
