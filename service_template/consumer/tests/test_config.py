@@ -106,7 +106,12 @@ def test_the_process_refuses_bad_settings_with_one_line_and_exit_2(
     result = subprocess.run(
         [sys.executable, "-m", "hello_consumer"],
         cwd=SERVICE_ROOT,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(SERVICE_ROOT), **env},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(SERVICE_ROOT),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=30,
