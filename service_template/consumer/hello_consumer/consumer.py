@@ -115,6 +115,9 @@ class Consumer:
             try:
                 groups = await self.client.xinfo_groups(c.stream)
             except ResponseError as exc:
+                if str(exc).startswith("WRONGTYPE"):
+                    self._set_problem("stream_missing", f"key {c.stream!r} is not a stream")
+                    return
                 if "no such key" not in str(exc).lower():
                     raise
                 if c.create_group and c.create_stream:

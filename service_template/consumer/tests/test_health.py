@@ -40,6 +40,16 @@ def test_a_missing_stream_is_not_ready_without_crashing_and_recovers(
     assert sorted(r["uid"] for r in results(client)) == sorted(uids)
 
 
+def test_a_key_that_is_not_a_stream_is_a_missing_stream(
+    client: redis.Redis, start_consumer: Start
+) -> None:
+    client.set("events", "not a stream")
+    consumer = start_consumer()
+    wait_for("stream_missing", lambda: reason(consumer) == (503, "stream_missing"))
+    assert "is not a stream" in consumer.get("/readyz").json()["detail"]
+    assert consumer.get("/livez").status == 200
+
+
 def test_a_missing_group_is_not_ready_unless_it_may_be_created(
     client: redis.Redis, start_consumer: Start
 ) -> None:
