@@ -70,6 +70,8 @@ class Consumer:
         self._room = asyncio.Event()
         self._room.set()
         self._loops: list[asyncio.Task[None]] = []
+        self._acks: list[tuple[str, asyncio.Future[bool]]] = []
+        self._acker: asyncio.Task[None] | None = None
         self._fetcher: asyncio.Task[None] | None = None
         metrics.in_flight.set_function(lambda: len(self._tasks))
 
@@ -259,17 +261,37 @@ class Consumer:
         await self._ack(message)
 
     async def _ack(self, message: Message) -> None:
+        """Acknowledge once handled. Acks that come while one XACK is on its way go together
+        in the next (one round trip for many messages); each waits for its own."""
+        done = asyncio.get_running_loop().create_future()
+        self._acks.append((message.id, done))
+        if self._acker is None or self._acker.done():
+            self._acker = asyncio.create_task(self._send_acks())
         try:
-            await self.client.xack(self.config.stream, self.config.group, message.id)
-            self.metrics.processed.inc()
-        except BROKER_DOWN as exc:
-            self._broker_down(exc)
-            log.warning(
-                "acknowledgement failed: the message will be delivered again",
-                extra={"fields": {"id": message.id, "error": str(exc)}},
-            )
+            # Shielded: a handler cancelled at the shutdown deadline does not cancel the acks.
+            acknowledged = await asyncio.shield(done)
         finally:
             self._held.discard(message.id)
+        if acknowledged:
+            self.metrics.processed.inc()
+
+    async def _send_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks, []
+            ids = [ident for ident, _ in batch]
+            try:
+                await self.client.xack(self.config.stream, self.config.group, *ids)
+                ok = True
+            except BROKER_DOWN as exc:
+                self._broker_down(exc)
+                log.warning(
+                    "acknowledgement failed: the messages will be delivered again",
+                    extra={"fields": {"ids": ids[:20], "count": len(ids), "error": str(exc)}},
+                )
+                ok = False
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(ok)
 
     async def _failed(self, message: Message, exc: BaseException) -> None:
         c = self.config
@@ -440,4 +462,8 @@ class Consumer:
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
+        if self._acker is not None:
+            # Acks on their way are not abandoned: each is one round trip.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._acker), self.config.block_ms / 1000 + 5)
         return len(unfinished)
