@@ -23,7 +23,7 @@ def test_a_message_is_acknowledged_only_after_it_was_processed(
 ) -> None:
     consumer = start_consumer({"CONCURRENCY": "4"})
     consumer.wait_ready()
-    uids = produce(client, "events", 8, sleep="0.5")
+    uids = produce(client, "events", 8, sleep="1.5")
     # Being handled: delivered to the group, pending, not yet recorded.
     wait_for("4 messages in flight", lambda: consumer.metric("consumer_messages_in_flight") == 4)
     assert pending(client) == 4
