@@ -45,6 +45,7 @@ lint: venv ## ruff, mypy (strict on the operator and the dev tooling), the opera
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy --strict hack service_template/scaffold.py benchmarks tests/template
 	cd service_template && ../$(VENV)/bin/mypy
+	cd service_template/consumer && ../../$(VENV)/bin/mypy
 
 test-unit: venv ## tests that need no cluster
 	$(PY) -m pytest -m "not cluster"

@@ -31,6 +31,11 @@ BASE_IMAGE = "tornado-operator.local/bookworm-python3:1"
 PROJECT_VERSION = __version__
 TEMPLATE_IMAGE = f"tornado-operator/service-template:{PROJECT_VERSION}"
 OPERATOR_IMAGE = f"tornado-operator/operator:{PROJECT_VERSION}"
+CONSUMER_TEMPLATE_IMAGE = f"tornado-operator/consumer-template:{PROJECT_VERSION}"
+# The broker: Debian bookworm's redis-server (7.0.15), installed from .debs fetched on the host
+# (deploy/broker/Dockerfile); deploy/broker/redis/redis.yaml names this image.
+BROKER_IMAGE = f"tornado-operator/broker-redis:{PROJECT_VERSION}"
+BROKER_PACKAGES = ("redis-server",)
 
 
 def _docker(*args: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -103,14 +108,51 @@ def fetch_wheels(dest: Path, *pip_args: str) -> None:
     procs.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(dest), *pip_args])
 
 
+def fetch_debs(dest: Path, base: str, packages: tuple[str, ...]) -> list[str]:
+    """The .debs `packages` add to the image `base`, fetched on the host by apt.
+
+    apt resolves against the base image's own dpkg status file, so exactly what the base
+    lacks is fetched (the base and this host are both Debian bookworm).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    status = _docker(
+        "run", "--rm", "--network", "none", "--entrypoint", "cat", base, "/var/lib/dpkg/status"
+    ).stdout
+    status_file = dest.parent / "dpkg-status"
+    status_file.write_text(status)
+    plan = procs.run(
+        [
+            "apt-get",
+            "-s",
+            "-o",
+            f"Dir::State::status={status_file}",
+            "install",
+            "--no-install-recommends",
+            *packages,
+        ]
+    ).stdout
+    wanted = []
+    for line in plan.splitlines():
+        if line.startswith("Inst "):
+            name, version = line.split()[1], line.split("(", 1)[1].split()[0]
+            wanted.append(f"{name}={version}")
+    if not wanted:
+        raise RuntimeError(f"apt found nothing to install for {packages} on {base}")
+    procs.run(["apt-get", "download", "-q", *wanted], cwd=dest)
+    status_file.unlink()
+    return wanted
+
+
 def build_image(
     ref: str,
     dockerfile: Path,
     context: Path | None = None,
     wheel_args: tuple[str, ...] = (),
     base_image: str | None = None,
+    debs: tuple[str, ...] = (),
 ) -> str:
-    """Build `ref` from `dockerfile`, `context` and a `wheels/` folder made from `wheel_args`."""
+    """Build `ref` from `dockerfile`, `context`, a `wheels/` folder made from `wheel_args`
+    and, with `debs`, a `debs/` folder of those Debian packages and what they need."""
     if ref.endswith(":latest") or ":" not in ref.rsplit("/", 1)[-1]:
         raise ValueError(f"image {ref!r} needs an explicit tag other than latest")
     base = base_image or default_base()
@@ -126,16 +168,23 @@ def build_image(
             ctx.mkdir()
         cache = paths().cache / "wheels"
         cache.mkdir(parents=True, exist_ok=True)
-        # pip's own cache makes a warm wheel fetch cheap; the folder is per build.
-        fetch_wheels(ctx / "wheels", "--find-links", str(cache), *wheel_args)
-        for w in (ctx / "wheels").glob("*.whl"):
-            if not w.name.startswith("tornado_operator-"):
-                shutil.copy2(w, cache / w.name)
+        if wheel_args:
+            # pip's own cache makes a warm wheel fetch cheap; the folder is per build.
+            fetch_wheels(ctx / "wheels", "--find-links", str(cache), *wheel_args)
+            for w in (ctx / "wheels").glob("*.whl"):
+                if not w.name.startswith("tornado_operator-"):
+                    shutil.copy2(w, cache / w.name)
+        if debs:
+            fetch_debs(ctx / "debs", base, debs)
         r = procs.run(
             [
                 "docker",
                 "build",
                 "-q",
+                # Nothing is fetched inside a build, so its steps need no network (and do not
+                # depend on Docker's bridge being there).
+                "--network",
+                "none",
                 "-f",
                 str(dockerfile),
                 "--build-arg",
@@ -163,6 +212,18 @@ def build_template_image() -> str:
 
 def build_operator_image() -> str:
     return build_image(OPERATOR_IMAGE, REPO / "operator" / "Dockerfile", None, (str(REPO),))
+
+
+def build_consumer_template_image() -> str:
+    tpl = REPO / "service_template" / "consumer"
+    return build_image(
+        CONSUMER_TEMPLATE_IMAGE, tpl / "Dockerfile", tpl, ("-r", str(tpl / "requirements.txt"))
+    )
+
+
+def build_broker_image() -> str:
+    broker = REPO / "deploy" / "broker"
+    return build_image(BROKER_IMAGE, broker / "Dockerfile", broker, debs=BROKER_PACKAGES)
 
 
 def _ctr(p: Paths) -> list[str]:

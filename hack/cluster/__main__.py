@@ -1,7 +1,7 @@
 """`python -m hack.cluster`: one tool for a real cluster, kind where it works, local otherwise.
 
 `python -m hack.cluster up [--fake-nodes N]|down|status|restart-control-plane|kubeconfig|load
-IMAGE...|build-images [template] [operator]`
+IMAGE...|build-images [template] [operator] [consumer] [broker]`
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         "build-images", help="build the project's images and load them into the cluster"
     )
     bi.add_argument(
-        "which", nargs="*", choices=["template", "operator"], default=["template", "operator"]
+        "which",
+        nargs="*",
+        choices=["template", "operator", "consumer", "broker"],
+        default=["template", "operator"],
     )
     bi.add_argument("--no-load", action="store_true")
     args = ap.parse_args(argv)

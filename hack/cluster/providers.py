@@ -78,5 +78,10 @@ def load_images(refs: list[str], log: Callable[[str], None] = print) -> None:
 
 
 def build_images(which: list[str]) -> list[str]:
-    builders = {"template": images.build_template_image, "operator": images.build_operator_image}
+    builders = {
+        "template": images.build_template_image,
+        "operator": images.build_operator_image,
+        "consumer": images.build_consumer_template_image,
+        "broker": images.build_broker_image,
+    }
     return [builders[w]() for w in which]
