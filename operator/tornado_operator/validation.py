@@ -5,7 +5,8 @@ a cluster running an older CRD lets through specs this operator cannot honour, a
 defaults. Checking again here, with the schema this operator was built with, turns that into a
 clear InvalidSpec condition instead of a half-applied Deployment. jsonschema does not evaluate
 the CRD's CEL rules (x-kubernetes-validations); those on spec.autoscaling, which the autoscaler
-depends on, have their own copy in autoscaling.config and are checked here too.
+depends on, have their own copy in autoscaling.config, those on consumers in consumer, and both
+are checked here too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, cast
 
 import jsonschema
 
-from tornado_operator import crd
+from tornado_operator import consumer, crd
 from tornado_operator.autoscaling import config as autoscaling_config
 
 JSONDict = dict[str, Any]
@@ -128,7 +129,10 @@ def validated_spec(spec: Any) -> JSONDict:
         # The CEL rules assume a spec of the right shape: only once the schema holds.
         found = [
             Problem(field, message.removeprefix(f"{field} "))
-            for field, message in autoscaling_config.spec_problems(defaulted)
+            for field, message in [
+                *autoscaling_config.spec_problems(defaulted),
+                *consumer.spec_problems(defaulted),
+            ]
         ]
     if found:
         raise InvalidSpecError(found)

@@ -59,7 +59,16 @@ def test_status_and_scale_subresources() -> None:
 def test_printer_columns() -> None:
     [version] = crd.crd()["spec"]["versions"]
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Ready", "Replicas", "Concurrency", "Image", "URL", "Age"]
+    assert list(columns) == [
+        "Ready",
+        "Replicas",
+        "Concurrency",
+        "Lag",
+        "Pending",
+        "Image",
+        "URL",
+        "Age",
+    ]
     assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
     status = crd.openapi_schema()["properties"]["status"]["properties"]
     for name in ("Replicas", "Image", "URL"):
@@ -74,9 +83,36 @@ def test_concurrency_printer_column_is_wide_only() -> None:
     assert (column["type"], column["priority"]) == ("number", 1)
     status = crd.openapi_schema()["properties"]["status"]["properties"]
     assert status["autoscaling"]["properties"]["observedConcurrency"]["type"] == "number"
-    # Every other column stays in plain `kubectl get`, as before.
+    # Every other column but the consumers' stays in plain `kubectl get`, as before.
+    wide = {"Concurrency", "Lag", "Pending"}
     assert all(
-        c.get("priority", 0) == 0 for c in version["additionalPrinterColumns"] if c is not column
+        c.get("priority", 0) == 0
+        for c in version["additionalPrinterColumns"]
+        if c["name"] not in wide
+    )
+
+
+def test_consumer_printer_columns_are_wide_only() -> None:
+    [version] = crd.crd()["spec"]["versions"]
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    status = crd.openapi_schema()["properties"]["status"]["properties"]["consumer"]["properties"]
+    for name, field in (("Lag", "lag"), ("Pending", "pending")):
+        assert columns[name]["jsonPath"] == f".status.consumer.{field}"
+        assert (columns[name]["type"], columns[name]["priority"]) == ("integer", 1)
+        assert status[field]["type"] == "integer"
+
+
+def test_consumer_shape() -> None:
+    props = crd.spec_schema()["properties"]
+    block = props["consumer"]
+    assert block["required"] == ["broker", "stream", "group"]
+    assert set(block["properties"]) == {"broker", "stream", "group", "deadLetterStream"}
+    assert "default" not in block  # its presence is what makes a consumer
+    target = props["autoscaling"]["properties"]["targetLagPerReplica"]
+    assert (target["type"], target["minimum"]) == ("integer", 1) and "default" not in target
+    status = crd.openapi_schema()["properties"]["status"]["properties"]["consumer"]
+    assert {"lag", "pending", "backlog", "consumptionRate", "reason", "message"} <= set(
+        status["properties"]
     )
 
 
@@ -85,7 +121,7 @@ def test_autoscaling_metric_and_target_concurrency() -> None:
     metric = auto["properties"]["metric"]
     assert (metric["type"], metric["enum"], metric["default"]) == (
         "string",
-        ["cpu", "concurrency"],
+        ["cpu", "concurrency", "lag"],
         "cpu",
     )
     target = auto["properties"]["targetConcurrency"]
