@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tornado_operator import (
@@ -29,6 +30,7 @@ from tornado_operator import (
 )
 from tornado_operator.assessment import Event
 from tornado_operator.children import CHILD_KINDS, DEPLOYMENT, Children, render_children
+from tornado_operator.consumer import Reading
 from tornado_operator.errors import APIError, Problem
 from tornado_operator.kubeapi import Kube
 from tornado_operator.observed import Observed
@@ -37,6 +39,8 @@ from tornado_operator.validation import InvalidSpecError, validated_spec
 
 JSONDict = dict[str, Any]
 Key = tuple[str, str]
+# (namespace, name) -> a consumer's last broker read (the autoscaling daemons keep them).
+StreamOf = Callable[[str, str], Reading | None]
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +111,17 @@ def _created(obj: JSONDict) -> float:
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, default_image: str, observed: Observed) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        default_image: str,
+        observed: Observed,
+        stream_of: StreamOf = lambda namespace, name: None,
+    ) -> None:
         self.kube = kube
         self.default_image = default_image
         self.observed = observed
+        self.stream_of = stream_of
         self.managed = metrics.ManagedObjects(KIND, [child.kind for child in CHILD_KINDS])
         self._locks: dict[Key, asyncio.Lock] = {}
         self._pending: set[Key] = set()
@@ -351,6 +362,7 @@ class Reconciler:
             deployment=deployment,
             pods=pods,
             blocker=blocker,
+            stream=self.stream_of(meta["namespace"], meta["name"]),
         )
         generation = int(meta.get("generation") or 0)
         status: JSONDict = {
