@@ -7,12 +7,12 @@ operator reads the group (autoscaling.broker) and calls `LagDecider.step`:
    without a lag (Redis cannot always compute it): keep the current replicas, within the bounds.
 2. Recommendation: ceil(backlog / target), backlog = lag + pending. A drained stream gives 0,
    which the bounds raise to minReplicas.
-3. Warm-up: during the first scale-down window after the decider starts (an operator restart
-   loses the history) no scale-down; the window is seeded with the current replicas.
-4. Stabilization and behavior policies, exactly as the concurrency autoscaler applies them
+3. Stabilization and behavior policies, exactly as the concurrency autoscaler applies them
    (algorithm.stabilize, algorithm.rate_limit): scale-down goes to the highest recommendation of
    the last scaleDown.stabilizationWindowSeconds, so a stream drained in bursts does not flap.
-5. Bounds: minReplicas..maxReplicas. spec.replicas 0 is a pause: the decider keeps 0.
+   The window is seeded with the current replicas when the decider starts, so after an operator
+   restart (which loses the history) the first scale-down waits one full window.
+4. Bounds: minReplicas..maxReplicas. spec.replicas 0 is a pause: the decider keeps 0.
 
 No panic mode and no KPA rate limits: the backlog is an exact count of the work waiting, not a
 noisy sample, and its recommendation is what the stream needs now.
@@ -62,7 +62,7 @@ class LagDecision:
     desired_replicas: int
     reason: str
     backlog: int | None = None
-    # What held the recommendation back: no-data, paused, warming-up, stabilization, policy,
+    # What held the recommendation back: no-data, paused, stabilization, policy,
     # min-replicas, max-replicas.
     limited_by: tuple[str, ...] = ()
 
@@ -152,12 +152,6 @@ class LagDecider:
         )
         limits: list[str] = []
         recommendation = want
-        window = p.scale_down.stabilization_seconds
-        if now - self.started < window and recommendation < current:
-            recommendation = current
-            limits.append("warming-up")
-            reason += f"; {window:g}s after start: not scaling down yet"
-
         stabilized = stabilize(p, self._recommendations, now, current, recommendation)
         self._recommendations.append((now, recommendation))
         if stabilized != recommendation:
