@@ -16,7 +16,8 @@ export STEP_PHASE=prereqs STEP_FIRST=1 STEP_TOTAL=$((1 + $(wc -w <<<"$components
 # shellcheck source=hack/steps.sh
 . "$here/steps.sh"
 
-pkgs=(docker.io containerd runc containernetworking-plugins debootstrap iptables conntrack wrk make)
+# redis-server: the unit tests of the lag autoscaler read a real broker on loopback.
+pkgs=(docker.io containerd runc containernetworking-plugins debootstrap iptables conntrack wrk make redis-server)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 install_packages() {

@@ -127,7 +127,8 @@ class BrokerReader:
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
                 retry=Retry(NoBackoff(), 0),
-                max_connections=4,
+                # No max_connections: a full pool fails a read instead of waiting for it, and
+                # the semaphore already bounds the reads in flight.
             )
         return client
 
