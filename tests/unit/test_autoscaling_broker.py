@@ -4,75 +4,25 @@ real streams and groups, pending entries, a missing stream, group or broker."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 from tornado_operator.autoscaling import broker as broker_mod
 from tornado_operator.autoscaling.broker import BrokerReader
 
-REDIS_SERVER = shutil.which("redis-server")
+from tests.redis_server import REDIS_SERVER, free_port, redis_server
+
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None, reason="needs redis-server (Debian's redis-server: hack/prereqs.sh)"
 )
-START_TIMEOUT_SECONDS = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway redis-server: loopback only, no persistence, stopped after the module."""
-    assert REDIS_SERVER is not None
-    port = _free_port()
-    workdir: Path = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            REDIS_SERVER,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -160,7 +110,7 @@ async def test_not_a_stream(client: Redis, redis_url: str) -> None:
 
 
 async def test_unreachable_broker_is_temporary_and_bounded() -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     reader = BrokerReader(timeout=0.5)
     started = time.monotonic()
     try:
