@@ -22,6 +22,7 @@ from tornado_operator import (
     KIND,
     assessment,
     conditions,
+    consumer,
     drift,
     errors,
     labels,
@@ -362,7 +363,7 @@ class Reconciler:
             deployment=deployment,
             pods=pods,
             blocker=blocker,
-            stream=self.stream_of(meta["namespace"], meta["name"]),
+            stream=_stream(self.stream_of(meta["namespace"], meta["name"]), old_conditions),
         )
         generation = int(meta.get("generation") or 0)
         status: JSONDict = {
@@ -378,6 +379,18 @@ class Reconciler:
             self.observed.wrote(TORNADO_SERVICE.kind, written)
         for event in assessment.transition_events(old_conditions, found.conditions):
             self.post_event(parent, event)
+
+
+def _stream(reading: Reading | None, old_conditions: list[JSONDict]) -> Reading | None:
+    """The consumer's last broker read, or, before this process has read it (an operator
+    restart, a takeover), what the status last said: the condition and Degraded do not flap,
+    and no Event repeats, while the daemon makes its first read."""
+    if reading is not None:
+        return reading
+    old = conditions.find(old_conditions, consumer.STREAM_AVAILABLE)
+    if old is None or old.get("reason") == consumer.NOT_READ_YET:
+        return None
+    return Reading(str(old.get("reason") or ""), str(old.get("message") or ""), 0.0)
 
 
 def _conflict(kind: str, info: rendering.Parent) -> Problem:

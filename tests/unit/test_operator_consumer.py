@@ -269,3 +269,25 @@ def test_an_api_has_no_stream_condition() -> None:
     )
     assert "StreamAvailable" not in conds(found)
     assert found.fields["url"] == "http://hello.apps.svc"
+
+
+def test_before_the_first_read_the_last_status_carries_over() -> None:
+    # An operator restart: the reconcile at resume comes before the daemon's first read; the
+    # condition and Degraded must not flap (and post their Events again) meanwhile.
+    from tornado_operator.reconcile import _stream
+
+    old = [
+        {"type": "Ready", "status": "True", "reason": "ReplicasReady", "message": "1/1"},
+        {"type": "Degraded", "status": "True", "reason": "StreamNotFound", "message": "gone"},
+        {"type": "StreamAvailable", "status": "False", "reason": "StreamNotFound", "message": "x"},
+    ]
+    carried = _stream(None, old)
+    assert carried is not None and carried.reason == "StreamNotFound" and carried.message == "x"
+    found = assess(carried)
+    assert conds(found)["Degraded"] == (True, "StreamNotFound")
+    assert assessment.transition_events(old, found.conditions) == []
+    fresh = Reading("StreamFound", "ok", 1.0, 0, 0, 0)
+    assert _stream(fresh, old) is fresh
+    assert _stream(None, []) is None
+    not_yet = [{"type": "StreamAvailable", "status": "False", "reason": "BrokerNotReadYet"}]
+    assert _stream(None, not_yet) is None
