@@ -36,6 +36,14 @@ NOT_A_STREAM = "NotAStream"
 BROKER_UNREACHABLE = "BrokerUnreachable"
 BROKER_ERROR = "BrokerError"
 NOT_READ_YET = "BrokerNotReadYet"
+READ_REASONS = (
+    STREAM_FOUND,
+    STREAM_NOT_FOUND,
+    GROUP_NOT_FOUND,
+    NOT_A_STREAM,
+    BROKER_UNREACHABLE,
+    BROKER_ERROR,
+)
 # Wrong until someone creates the stream or the group: polled slowly, never fast.
 PERMANENT_REASONS = frozenset({STREAM_NOT_FOUND, GROUP_NOT_FOUND, NOT_A_STREAM})
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from prometheus_client import REGISTRY
 from tornado_operator.autoscaling import daemon
 from tornado_operator.consumer import Reading
 
@@ -179,13 +180,22 @@ def test_lag_scales_down_to_the_minimum_once_drained() -> None:
     assert scales == [1]
 
 
+def _reads(reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "tornado_operator_autoscaler_broker_reads_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
 def test_a_missing_stream_backs_off_and_never_scales() -> None:
+    before = _reads("StreamNotFound")
     kube = FakeKube(replicas=3)
     _, broker, stopped, posted, changed = run(
         body(LAG, replicas=3), kube, [("StreamNotFound", None, 0, 0)], 6
     )
     assert stopped.waits == [4.0, 8.0, 16.0, 30.0, 30.0, 30.0]  # bounded: never a storm
     assert len(broker.reads) == 6
+    assert _reads("StreamNotFound") - before == 6
     assert not [w for w in kube.writes() if w[0] == "/scale"]  # fails static
     assert changed == [(NS, NAME)]  # one reconcile: the condition and its Warning Event
     assert posted == []

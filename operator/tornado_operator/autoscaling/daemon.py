@@ -53,7 +53,7 @@ import kopf
 
 from tornado_operator import FIELD_MANAGER, conditions, consumer
 from tornado_operator.assessment import Event
-from tornado_operator.autoscaling import config, report
+from tornado_operator.autoscaling import config, metrics, report
 from tornado_operator.autoscaling.algorithm import TICK_SECONDS
 from tornado_operator.autoscaling.broker import BrokerReader
 from tornado_operator.autoscaling.controller import (
@@ -575,6 +575,7 @@ async def consumer_tick(service: _Service, runtime: Runtime) -> float | None:
     service.notes.resolved("spec", f"reading the broker of {service.label} again")
     block = spec["consumer"]
     reading = await runtime.broker.read(block["broker"], block["stream"], block["group"])
+    metrics.BROKER_READS.labels(reason=reading.reason).inc()
     scale = await read_scale(runtime.kube, namespace, name)
     if scale is None or (scale.uid and service.uid and scale.uid != service.uid):
         service.gone = True
@@ -596,6 +597,7 @@ async def consumer_tick(service: _Service, runtime: Runtime) -> float | None:
         else:
             service.lag_decider.update(lag_params)
         decision = service.lag_decider.step(reading, scale.replicas, now)
+        metrics.LAG_DECISIONS.labels(direction=decision.direction).inc()
         scaled_at: str | None = None
         if decision.scale:
             if not await write_scale(
