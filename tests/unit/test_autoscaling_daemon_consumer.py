@@ -46,6 +46,7 @@ class Broker:
         self.clock = clock
         self.answers = answers
         self.reads: list[tuple[str, str, str]] = []
+        self.forgotten: list[str] = []
         self.closed = False
 
     async def read(self, broker: str, stream: str, group: str) -> Reading:
@@ -57,6 +58,9 @@ class Broker:
         if reason != "StreamFound":
             return Reading(reason, f"{reason} for {stream}", self.clock())
         return Reading("StreamFound", "ok", self.clock(), lag, pending, read)
+
+    async def forget(self, broker: str) -> None:
+        self.forgotten.append(broker)
 
     async def close(self) -> None:
         self.closed = True
@@ -129,6 +133,25 @@ def test_a_consumer_without_autoscaling_reports_its_group() -> None:
     assert changed == [(NS, NAME)]
     assert stopped.waits == [2.0, 2.0] and posted == []
     assert (NS, NAME) not in rt.streams  # forgotten when the daemon stops
+    assert broker.forgotten == [BLOCK["broker"]]  # and its client: nobody else reads there
+
+
+def test_a_broker_is_forgotten_only_when_its_last_consumer_goes() -> None:
+    clock = Clock()
+    broker = Broker(clock, [("StreamFound", 0, 0, 0)])
+    rt = daemon.Runtime(FakeKube(), Script([{}]), post_event=lambda p, e: None, broker=broker)
+
+    async def main() -> None:
+        await rt.use_broker(("a", "one"), "redis://x")
+        await rt.use_broker(("a", "two"), "redis://x")
+        await rt.use_broker(("a", "one"), "redis://y")  # its spec changed
+        assert broker.forgotten == []
+        await rt.use_broker(("a", "two"), None)
+        assert broker.forgotten == ["redis://x"]
+        await rt.use_broker(("a", "one"), None)
+        assert broker.forgotten == ["redis://x", "redis://y"]
+
+    asyncio.run(main())
 
 
 def test_a_failed_read_is_written_at_once_and_keeps_the_last_numbers() -> None:

@@ -134,6 +134,8 @@ class ReadsBroker(Protocol):
 
     async def read(self, broker: str, stream: str, group: str) -> consumer.Reading: ...
 
+    async def forget(self, broker: str) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -279,7 +281,20 @@ class Runtime:
         self.autoscalers = Autoscalers()
         # (namespace, name) -> the consumer's last broker read, for the reconciler's status.
         self.streams: dict[Key, consumer.Reading] = {}
+        # broker URL -> the consumers reading it: its client is closed when the last one goes.
+        self._brokers: dict[str, set[Key]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def use_broker(self, key: Key, url: str | None) -> None:
+        """`key` reads `url` now (None: no broker at all); a URL nobody reads is forgotten."""
+        for known, users in list(self._brokers.items()):
+            if known != url and key in users:
+                users.discard(key)
+                if not users:
+                    del self._brokers[known]
+                    await self.broker.forget(known)
+        if url is not None:
+            self._brokers.setdefault(url, set()).add(key)
 
     def stream_of(self, namespace: str, name: str) -> consumer.Reading | None:
         """The last broker read of a consumer (None: not read by this operator process yet)."""
@@ -445,6 +460,8 @@ async def run(
             runtime.autoscalers.remove(service.key, service.decider)
         if service.reading is not None and runtime.streams.get(service.key) is service.reading:
             del runtime.streams[service.key]
+        # A same-named successor's daemon registers again at its next tick.
+        await runtime.use_broker(service.key, None)
     if service.gone:
         log.info("%s is gone: its autoscaler stops", service.label)
         return
@@ -574,6 +591,7 @@ async def consumer_tick(service: _Service, runtime: Runtime) -> float | None:
         return None
     service.notes.resolved("spec", f"reading the broker of {service.label} again")
     block = spec["consumer"]
+    await runtime.use_broker(service.key, str(block["broker"]))
     reading = await runtime.broker.read(block["broker"], block["stream"], block["group"])
     metrics.BROKER_READS.labels(reason=reading.reason).inc()
     scale = await read_scale(runtime.kube, namespace, name)
