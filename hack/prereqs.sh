@@ -18,7 +18,8 @@ export STEP_PHASE=prereqs STEP_FIRST=1 STEP_TOTAL=$((1 + $(wc -w <<<"$components
 
 # ipset: kube-router, the local cluster's NetworkPolicy enforcer, keeps its address sets with it.
 # redis-server: the broker the consumer template's tests and benchmarks/consumer_throughput.py start
-# on loopback, each on a free port of its own (a packaged service on 6379 is never used).
+# on loopback, each on a free port of its own (a packaged service on 6379 is never used); the unit
+# tests of the lag autoscaler read a real one on loopback too.
 pkgs=(docker.io containerd runc containernetworking-plugins debootstrap iptables ipset conntrack wrk make redis-server)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tornado_operator import conditions, labels, rendering
+from tornado_operator import conditions, consumer, labels, rendering
 from tornado_operator.conditions import DEGRADED, PROGRESSING, READY, Condition
 from tornado_operator.errors import Problem
 
@@ -118,8 +118,10 @@ def assess(
     deployment: JSONDict | None,
     pods: Sequence[JSONDict],
     blocker: Problem | None,
+    stream: consumer.Reading | None = None,
 ) -> Assessment:
     """Conditions and status fields from what is live. `spec` is None when it is invalid.
+    `stream` is the operator's last read of a consumer's group (None: not read yet).
 
     `blocker` is a problem the operator itself found before or while applying the children
     (invalid spec, a same-named object it does not own, a rejected apply): it wins over what
@@ -145,7 +147,10 @@ def assess(
     }
     if spec is not None:
         fields["image"] = rendering.resolve_image(spec, default_image)
-        fields["url"] = rendering.service_url(name, namespace, spec)
+        # A consumer has no Service: None removes a URL left from before it became one.
+        fields["url"] = (
+            None if consumer.is_consumer(spec) else rendering.service_url(name, namespace, spec)
+        )
 
     live = _live_pods(pods)
     problem = blocker
@@ -154,6 +159,10 @@ def assess(
             problem = pod_problem(pod)
             if problem:
                 break
+    is_consumer = spec is not None and consumer.is_consumer(spec)
+    if problem is None and is_consumer and stream is not None and not stream.ok:
+        # Pods may run and be ready while they have nothing to read: Degraded, not unready.
+        problem = Problem(reason=stream.reason, message=stream.message)
     if problem is None and deployment is not None:
         failure = _deployment_condition(deployment, "ReplicaFailure")
         if failure and failure.get("status") == "True":
@@ -236,7 +245,10 @@ def assess(
         progressing_c = Condition(
             PROGRESSING, True, "Scaling", f"{available}/{desired} replicas available"
         )
-    return Assessment((ready_c, progressing_c, degraded), fields)
+    found: tuple[Condition, ...] = (ready_c, progressing_c, degraded)
+    if is_consumer:
+        found += (consumer.condition(stream),)
+    return Assessment(found, fields)
 
 
 def transition_events(before: Iterable[JSONDict], after: Sequence[Condition]) -> list[Event]:

@@ -45,7 +45,7 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ),
     ChildKind(
         "", "v1", "services", "Service",
-        optional=False, render=rendering.render_service,
+        optional=True, render=rendering.render_service,  # none for a consumer
     ),
     ChildKind(
         "networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy",

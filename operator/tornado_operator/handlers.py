@@ -211,16 +211,23 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
     if settings.peering.mandatory and not settings.peering.standalone:
         await _require_peering(kube, settings.peering.name, cfg)
     # kopf hands every handler its indexes by name; these views stay current as watches run.
-    memo["reconciler"] = Reconciler(
+    rec = memo["reconciler"] = Reconciler(
         kube,
         cfg.default_image,
         observed_from(kwargs),
         operator_namespace=cfg.pod_namespace or None,
     )
-    # The concurrency autoscaler: one Scraper and the deciders, shared by every daemon below.
-    memo["autoscaling"] = autoscaling_daemon.Runtime.from_settings(
-        cfg, kube, memo["reconciler"].post_event
+
+    async def stream_changed(namespace: str, name: str) -> None:
+        await rec.reconcile_soon(namespace, name, trigger="broker")
+
+    # The operator's own autoscalers and the consumers' broker reads: one Scraper, one broker
+    # reader and the deciders, shared by every daemon below.
+    runtime = memo["autoscaling"] = autoscaling_daemon.Runtime.from_settings(
+        cfg, kube, rec.post_event, stream_changed
     )
+    # A consumer's StreamAvailable condition comes from the daemons' last broker reads.
+    rec.stream_of = runtime.stream_of
     _start_upstream_monitor(memo, kube, settings)
     _start_metrics(cfg.metrics_port)
     logger.info(
@@ -321,8 +328,9 @@ async def on_update(name: str, namespace: str | None, memo: Any, retry: int, **_
     await _reconcile_parent(name, namespace, memo, retry)
 
 
-# The concurrency autoscaler (spec.autoscaling.metric concurrency, autoscaling.daemon): one daemon
-# per such TornadoService. kopf stops it when the spec stops matching, the operator exits or
+# The operator's own autoscaler (spec.autoscaling.metric concurrency, and every consumer: its
+# broker reads and, with metric lag, its scaling; autoscaling.daemon): one daemon per such
+# TornadoService. kopf stops it when the spec stops matching, the operator exits or
 # peering pauses it (5 s to finish its tick, then cancelled); it stops itself when its object is
 # gone, so it needs no finalizer. It returns nothing: kopf would store a value in status.
 @kopf.daemon(

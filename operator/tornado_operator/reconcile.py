@@ -22,6 +22,7 @@ from tornado_operator import (
     KIND,
     assessment,
     conditions,
+    consumer,
     drift,
     errors,
     labels,
@@ -33,6 +34,7 @@ from tornado_operator.children import CHILD_KINDS, DEPLOYMENT, Children, render_
 from tornado_operator.composition import health
 from tornado_operator.composition import spec as composition
 from tornado_operator.composition.topology import Topology
+from tornado_operator.consumer import Reading
 from tornado_operator.errors import APIError, Problem
 from tornado_operator.kubeapi import Kube
 from tornado_operator.observed import Observed
@@ -41,6 +43,8 @@ from tornado_operator.validation import InvalidSpecError, validated_spec
 
 JSONDict = dict[str, Any]
 Key = tuple[str, str]
+# (namespace, name) -> a consumer's last broker read (the autoscaling daemons keep them).
+StreamOf = Callable[[str, str], Reading | None]
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +130,7 @@ class Reconciler:
         observed: Observed,
         *,
         operator_namespace: str | None = None,
+        stream_of: StreamOf = lambda namespace, name: None,
     ) -> None:
         self.kube = kube
         self.default_image = default_image
@@ -136,6 +141,7 @@ class Reconciler:
         self.topology = Topology()
         # The upstream monitor's reports (composition.monitor), read when status is written.
         self.upstream_reports: UpstreamReports = _no_reports
+        self.stream_of = stream_of
         self.managed = metrics.ManagedObjects(KIND, [child.kind for child in CHILD_KINDS])
         self._locks: dict[Key, asyncio.Lock] = {}
         self._pending: set[Key] = set()
@@ -417,6 +423,7 @@ class Reconciler:
             deployment=deployment,
             pods=pods,
             blocker=blocker,
+            stream=_stream(self.stream_of(meta["namespace"], meta["name"]), old_conditions),
         )
         generation = int(meta.get("generation") or 0)
         status: JSONDict = {
@@ -467,6 +474,18 @@ class Reconciler:
         cond = health.condition(items)
         events = health.transition_events(old_items, items, old_condition, cond)
         return {"upstreams": items}, (cond,), events
+
+
+def _stream(reading: Reading | None, old_conditions: list[JSONDict]) -> Reading | None:
+    """The consumer's last broker read, or, before this process has read it (an operator
+    restart, a takeover), what the status last said: the condition and Degraded do not flap,
+    and no Event repeats, while the daemon makes its first read."""
+    if reading is not None:
+        return reading
+    old = conditions.find(old_conditions, consumer.STREAM_AVAILABLE)
+    if old is None or old.get("reason") == consumer.NOT_READ_YET:
+        return None
+    return Reading(str(old.get("reason") or ""), str(old.get("message") or ""), 0.0)
 
 
 def _conflict(kind: str, info: rendering.Parent) -> Problem:

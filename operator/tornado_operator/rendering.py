@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tornado_operator import API_VERSION, KIND, labels
+from tornado_operator import API_VERSION, KIND, consumer, labels
 from tornado_operator.autoscaling import config as autoscaling_config
 from tornado_operator.composition import spec as composition
 
@@ -143,6 +143,8 @@ def _container(parent: Parent, spec: JSONDict, image: str) -> JSONDict:
         {"name": "DRAIN_DELAY_SECONDS", "value": str(shutdown["drainDelaySeconds"])},
         {"name": "SHUTDOWN_TIMEOUT_SECONDS", "value": str(shutdown["timeoutSeconds"])},
     ]
+    if consumer.is_consumer(spec):
+        env.extend(consumer.env(spec))
     upstreams = upstreams_env(parent, spec)
     if upstreams is not None:
         env.append({"name": composition.ENV_NAME, "value": upstreams})
@@ -227,7 +229,11 @@ def render_deployment(parent: Parent, spec: JSONDict, default_image: str) -> JSO
     }
 
 
-def render_service(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict:
+def render_service(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict | None:
+    """The Service in front of the pods; None for a consumer, which serves no traffic (its
+    probes and /metrics are reached on the pods themselves)."""
+    if consumer.is_consumer(spec):
+        return None
     svc = spec["service"]
     port: JSONDict = {
         "name": PORT_NAME,
@@ -251,14 +257,14 @@ def render_service(parent: Parent, spec: JSONDict, default_image: str) -> JSONDi
 
 def render_hpa(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict | None:
     """The autoscaler, targeting the TornadoService's scale subresource (None when disabled,
-    and with metric concurrency, where the operator's own autoscaler is the one writer).
+    and with metric concurrency or lag, where the operator's own autoscaler is the one writer).
 
     Targeting the TornadoService rather than the Deployment keeps one owner per field: the HPA
     writes spec.replicas of the TornadoService, the operator copies it to the Deployment, and
     nothing else ever writes Deployment replicas.
     """
     auto = spec["autoscaling"]
-    if not auto["enabled"] or autoscaling_config.uses_concurrency(spec):
+    if not auto["enabled"] or autoscaling_config.uses_own_autoscaler(spec):
         return None
     metrics: list[JSONDict] = []
     for resource, key in (
@@ -296,11 +302,29 @@ def max_possible_replicas(spec: JSONDict) -> int:
     return int(spec["replicas"])
 
 
+def min_guaranteed_replicas(spec: JSONDict) -> int:
+    auto = spec["autoscaling"]
+    if auto["enabled"]:
+        return int(auto["minReplicas"])
+    return int(spec["replicas"])
+
+
+def wants_pdb(spec: JSONDict) -> bool:
+    """An API gets a budget while more than one replica can run: with a single replica any
+    budget either blocks node drains forever or protects nothing. A consumer only while at
+    least two always run: when its only pod is evicted, nothing is lost (the stream keeps the
+    messages, and what it had in flight is pending, claimed again), processing just waits."""
+    if not spec["podDisruptionBudget"]["enabled"]:
+        return False
+    if consumer.is_consumer(spec):
+        return min_guaranteed_replicas(spec) >= 2
+    return max_possible_replicas(spec) > 1
+
+
 def render_pdb(parent: Parent, spec: JSONDict, default_image: str) -> JSONDict | None:
-    """A disruption budget, only while more than one replica can run: with a single replica
-    any budget either blocks node drains forever or protects nothing."""
+    """A disruption budget, when `wants_pdb` says so."""
     pdb = spec["podDisruptionBudget"]
-    if not pdb["enabled"] or max_possible_replicas(spec) <= 1:
+    if not wants_pdb(spec):
         return None
     pdb_spec: JSONDict = {
         "selector": {"matchLabels": labels.selector_labels(parent.name)},

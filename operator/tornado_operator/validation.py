@@ -5,9 +5,9 @@ a cluster running an older CRD lets through specs this operator cannot honour, a
 defaults. Checking again here, with the schema this operator was built with, turns that into a
 clear InvalidSpec condition instead of a half-applied Deployment. jsonschema does not evaluate
 the CRD's CEL rules (x-kubernetes-validations); those on spec.autoscaling, which the autoscaler
-depends on, have their own copy in autoscaling.config, and those on spec.upstreams and
-spec.ingress (which UPSTREAMS and the NetworkPolicy depend on) in composition.spec; both are
-checked here too.
+depends on, have their own copy in autoscaling.config, those on consumers in consumer, and those
+on spec.upstreams and spec.ingress (which UPSTREAMS and the NetworkPolicy depend on) in
+composition.spec; all are checked here too.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import jsonschema
 
-from tornado_operator import crd
+from tornado_operator import consumer, crd
 from tornado_operator.autoscaling import config as autoscaling_config
 from tornado_operator.composition import spec as composition
 
@@ -133,6 +133,7 @@ def validated_spec(spec: Any) -> JSONDict:
             Problem(field, message.removeprefix(f"{field} "))
             for field, message in (
                 *autoscaling_config.spec_problems(defaulted),
+                *consumer.spec_problems(defaulted),
                 *composition.spec_problems(defaulted),
             )
         ]

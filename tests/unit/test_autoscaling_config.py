@@ -34,15 +34,15 @@ def test_default_metric_is_cpu_and_nothing_changes_for_existing_specs() -> None:
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_example_but_one_still_means_cpu(path: Path) -> None:
-    # examples/concurrency.yaml is the one written for metric concurrency.
+def test_every_example_but_two_still_means_cpu(path: Path) -> None:
+    # examples/concurrency.yaml is the one written for metric concurrency, consumer.yaml for lag.
+    own = {"concurrency.yaml": "concurrency", "consumer.yaml": "lag"}
     for doc in yaml.safe_load_all(path.read_text()):
         defaulted = validation.validated_spec(doc.get("spec"))
         assert config.spec_problems(defaulted) == []
         assert config.uses_concurrency(defaulted) is (path.name == "concurrency.yaml")
-        assert defaulted["autoscaling"]["metric"] == (
-            "concurrency" if path.name == "concurrency.yaml" else "cpu"
-        )
+        assert config.uses_lag(defaulted) is (path.name == "consumer.yaml")
+        assert defaulted["autoscaling"]["metric"] == own.get(path.name, "cpu")
 
 
 def test_params_from_a_concurrency_spec() -> None:
@@ -117,6 +117,7 @@ def test_operator_applies_the_cel_rules_the_api_server_applies(case: dict[str, A
     crd_messages = {
         rule["message"]
         for node in (
+            crd.spec_schema(),  # the spec-level rules tying the metric to spec.consumer
             crd.spec_schema()["properties"]["autoscaling"],
             crd.spec_schema()["properties"]["autoscaling"]["properties"]["targetConcurrency"],
         )

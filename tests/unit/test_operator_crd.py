@@ -59,7 +59,17 @@ def test_status_and_scale_subresources() -> None:
 def test_printer_columns() -> None:
     [version] = crd.crd()["spec"]["versions"]
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Ready", "Replicas", "Concurrency", "Upstreams", "Image", "URL", "Age"]
+    assert list(columns) == [
+        "Ready",
+        "Replicas",
+        "Concurrency",
+        "Lag",
+        "Pending",
+        "Upstreams",
+        "Image",
+        "URL",
+        "Age",
+    ]
     assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
     status = crd.openapi_schema()["properties"]["status"]["properties"]
     for name in ("Replicas", "Image", "URL"):
@@ -74,11 +84,37 @@ def test_concurrency_printer_column_is_wide_only() -> None:
     assert (column["type"], column["priority"]) == ("number", 1)
     status = crd.openapi_schema()["properties"]["status"]["properties"]
     assert status["autoscaling"]["properties"]["observedConcurrency"]["type"] == "number"
-    # Every other column but Upstreams (wide only too) stays in plain `kubectl get`, as before.
+    # Every other column but the consumers' and Upstreams (wide only too) stays in plain
+    # `kubectl get`, as before.
+    wide = {"Concurrency", "Lag", "Pending", "Upstreams"}
     assert all(
         c.get("priority", 0) == 0
         for c in version["additionalPrinterColumns"]
-        if c is not column and c["name"] != "Upstreams"
+        if c["name"] not in wide
+    )
+
+
+def test_consumer_printer_columns_are_wide_only() -> None:
+    [version] = crd.crd()["spec"]["versions"]
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    status = crd.openapi_schema()["properties"]["status"]["properties"]["consumer"]["properties"]
+    for name, field in (("Lag", "lag"), ("Pending", "pending")):
+        assert columns[name]["jsonPath"] == f".status.consumer.{field}"
+        assert (columns[name]["type"], columns[name]["priority"]) == ("integer", 1)
+        assert status[field]["type"] == "integer"
+
+
+def test_consumer_shape() -> None:
+    props = crd.spec_schema()["properties"]
+    block = props["consumer"]
+    assert block["required"] == ["broker", "stream", "group"]
+    assert set(block["properties"]) == {"broker", "stream", "group", "deadLetterStream"}
+    assert "default" not in block  # its presence is what makes a consumer
+    target = props["autoscaling"]["properties"]["targetLagPerReplica"]
+    assert (target["type"], target["minimum"]) == ("integer", 1) and "default" not in target
+    status = crd.openapi_schema()["properties"]["status"]["properties"]["consumer"]
+    assert {"lag", "pending", "backlog", "consumptionRate", "reason", "message"} <= set(
+        status["properties"]
     )
 
 
@@ -94,7 +130,7 @@ def test_autoscaling_metric_and_target_concurrency() -> None:
     metric = auto["properties"]["metric"]
     assert (metric["type"], metric["enum"], metric["default"]) == (
         "string",
-        ["cpu", "concurrency"],
+        ["cpu", "concurrency", "lag"],
         "cpu",
     )
     target = auto["properties"]["targetConcurrency"]

@@ -67,13 +67,14 @@ def test_children_come_from_the_kind_table_in_apply_order() -> None:
     assert [m["kind"] for m in render({}).all()] == ["Deployment", "Service", "NetworkPolicy"]
     off = {"networkPolicy": {"enabled": False}}
     assert [m["kind"] for m in render(off).all()] == ["Deployment", "Service"]
-    assert [c.kind for c in CHILD_KINDS if not c.optional] == ["Deployment", "Service"]
+    # The Service is optional since consumers exist: they have none.
+    assert [c.kind for c in CHILD_KINDS if not c.optional] == ["Deployment"]
 
 
 def test_a_required_child_cannot_be_left_out() -> None:
-    [service] = [c for c in CHILD_KINDS if c.kind == "Service"]
-    broken = dataclasses.replace(service, render=lambda *_: None)
-    with pytest.raises(ValueError, match="Service is not optional"):
+    [deployment] = [c for c in CHILD_KINDS if c.kind == "Deployment"]
+    broken = dataclasses.replace(deployment, render=lambda *_: None)
+    with pytest.raises(ValueError, match="Deployment is not optional"):
         broken.manifest(PARENT, validation.validated_spec({}), DEFAULT_IMAGE)
 
 

@@ -38,8 +38,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Iterable, Sequence
+from typing import Literal, Protocol
 
 # Knative's defaults (config-autoscaler): stable-window 60s, panic-window-percentage 10,
 # panic-threshold-percentage 200, max-scale-down-rate 2, tick-interval 2s. Knative's
@@ -432,63 +432,92 @@ class Decider:
         )
 
     def _stabilize(self, now: float, current: int, recommendation: int) -> int:
-        """The HPA's stabilization: scale up to the lowest recommendation of the scale-up
-        window, down to the highest of the scale-down window (both include this one)."""
-        p = self.params
-        up_cutoff = now - p.scale_up.stabilization_seconds
-        down_cutoff = now - p.scale_down.stabilization_seconds
-        up = recommendation
-        down = recommendation
-        for when, value in self._recommendations:
-            if when > up_cutoff:
-                up = min(up, value)
-            if when > down_cutoff:
-                down = max(down, value)
+        result = stabilize(self.params, self._recommendations, now, current, recommendation)
         self._recommendations.append((now, recommendation))
-        result = current
-        if result < up:
-            result = up
-        if result > down:
-            result = down
         return result
 
-    def _period_start(self, now: float, current: int, period: int) -> int:
-        changed = sum(delta for when, delta in self._changes if when > now - period)
-        return current - changed
-
     def _rate_limit(self, now: float, current: int, desired: int) -> int:
-        """The HPA's behavior policies; without policies only the selectPolicy Disabled
-        switch applies (the KPA rate limits already did their part)."""
-        p = self.params
-        if desired > current:
-            rules = p.scale_up
-            if rules.select_policy == "Disabled":
-                return current
-            if not rules.policies:
-                return desired
-            limits = []
-            for pol in rules.policies:
-                start = self._period_start(now, current, pol.period_seconds)
-                if pol.type == "Pods":
-                    limits.append(start + pol.value)
-                else:
-                    limits.append(math.ceil(start * (1 + pol.value / 100) - _EPSILON))
-            limit = max(limits) if rules.select_policy == "Max" else min(limits)
-            return min(desired, max(limit, current))
-        if desired < current:
-            rules = p.scale_down
-            if rules.select_policy == "Disabled":
-                return current
-            if not rules.policies:
-                return desired
-            limits = []
-            for pol in rules.policies:
-                start = self._period_start(now, current, pol.period_seconds)
-                if pol.type == "Pods":
-                    limits.append(start - pol.value)
-                else:
-                    limits.append(math.floor(start * (1 - pol.value / 100) + _EPSILON))
-            # Max picks the policy that allows the biggest change: the lowest count.
-            limit = min(limits) if rules.select_policy == "Max" else max(limits)
-            return max(desired, min(limit, current))
-        return desired
+        return rate_limit(self.params, self._changes, now, current, desired)
+
+
+class Rules(Protocol):
+    """What stabilization and the behavior policies read of a decider's parameters."""
+
+    @property
+    def scale_up(self) -> ScalingRules: ...
+
+    @property
+    def scale_down(self) -> ScalingRules: ...
+
+
+def stabilize(
+    rules: Rules,
+    recommendations: Iterable[tuple[float, int]],
+    now: float,
+    current: int,
+    recommendation: int,
+) -> int:
+    """The HPA's stabilization: scale up to the lowest recommendation of the scale-up
+    window, down to the highest of the scale-down window (both include this one, which the
+    caller then records)."""
+    up_cutoff = now - rules.scale_up.stabilization_seconds
+    down_cutoff = now - rules.scale_down.stabilization_seconds
+    up = recommendation
+    down = recommendation
+    for when, value in recommendations:
+        if when > up_cutoff:
+            up = min(up, value)
+        if when > down_cutoff:
+            down = max(down, value)
+    result = current
+    if result < up:
+        result = up
+    if result > down:
+        result = down
+    return result
+
+
+def _period_start(
+    changes: Iterable[tuple[float, int]], now: float, current: int, period: int
+) -> int:
+    changed = sum(delta for when, delta in changes if when > now - period)
+    return current - changed
+
+
+def rate_limit(
+    rules: Rules, changes: Sequence[tuple[float, int]], now: float, current: int, desired: int
+) -> int:
+    """The HPA's behavior policies, counted from the replica `changes` (time, delta) observed
+    within each period; without policies only the selectPolicy Disabled switch applies."""
+    if desired > current:
+        up = rules.scale_up
+        if up.select_policy == "Disabled":
+            return current
+        if not up.policies:
+            return desired
+        limits = []
+        for pol in up.policies:
+            start = _period_start(changes, now, current, pol.period_seconds)
+            if pol.type == "Pods":
+                limits.append(start + pol.value)
+            else:
+                limits.append(math.ceil(start * (1 + pol.value / 100) - _EPSILON))
+        limit = max(limits) if up.select_policy == "Max" else min(limits)
+        return min(desired, max(limit, current))
+    if desired < current:
+        down = rules.scale_down
+        if down.select_policy == "Disabled":
+            return current
+        if not down.policies:
+            return desired
+        limits = []
+        for pol in down.policies:
+            start = _period_start(changes, now, current, pol.period_seconds)
+            if pol.type == "Pods":
+                limits.append(start - pol.value)
+            else:
+                limits.append(math.floor(start * (1 - pol.value / 100) + _EPSILON))
+        # Max picks the policy that allows the biggest change: the lowest count.
+        limit = min(limits) if down.select_policy == "Max" else max(limits)
+        return max(desired, min(limit, current))
+    return desired

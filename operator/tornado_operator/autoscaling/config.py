@@ -1,6 +1,8 @@
-"""From a validated, defaulted TornadoService spec to the concurrency autoscaler's parameters.
+"""From a validated, defaulted TornadoService spec to the operator's autoscalers' parameters
+(metric concurrency, and metric lag for consumers).
 
-Also the operator's own copy of the CRD's CEL rules on spec.autoscaling: jsonschema does not
+Also the operator's own copy of the CRD's CEL rules on spec.autoscaling (and of the spec-level
+ones that tie spec.autoscaling.metric to spec.consumer): jsonschema does not
 evaluate CEL, and a cluster with an older CRD (without these rules, or without the fields at
 all) must not hand the operator a spec it cannot honour.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from tornado_operator import consumer
 from tornado_operator.autoscaling.algorithm import (
     DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS,
     DEFAULT_SCALE_UP_STABILIZATION_SECONDS,
@@ -18,11 +21,15 @@ from tornado_operator.autoscaling.algorithm import (
     ScalingRules,
     SelectPolicy,
 )
+from tornado_operator.autoscaling.lag import LagParams
 
 JSONDict = dict[str, Any]
 
 CPU = "cpu"
 CONCURRENCY = "concurrency"
+LAG = "lag"
+# The metrics the operator's own autoscaler serves (no HPA exists with them).
+OWN_METRICS = frozenset({CONCURRENCY, LAG})
 # targetCPUUtilizationPercentage has a schema default, so "not set" cannot be told apart from
 # this value: with metric concurrency it must stay at it.
 DEFAULT_CPU_TARGET = 80
@@ -40,8 +47,73 @@ def uses_concurrency(spec: JSONDict) -> bool:
     return bool(auto.get("enabled")) and metric(spec) == CONCURRENCY
 
 
+def uses_lag(spec: JSONDict) -> bool:
+    """Whether the operator scales this consumer on its stream's backlog."""
+    auto = spec.get("autoscaling") or {}
+    return bool(auto.get("enabled")) and metric(spec) == LAG
+
+
+def uses_own_autoscaler(spec: JSONDict) -> bool:
+    """Whether the operator itself writes spec.replicas (so no HPA may exist)."""
+    auto = spec.get("autoscaling") or {}
+    return bool(auto.get("enabled")) and metric(spec) in OWN_METRICS
+
+
+def _lag_problems(spec: JSONDict) -> list[tuple[str, str]]:
+    auto = spec.get("autoscaling") or {}
+    found: list[tuple[str, str]] = []
+    lag = metric(spec) == LAG
+    field = "spec.autoscaling.targetLagPerReplica"
+    if "targetLagPerReplica" in auto and not lag:
+        found.append((field, f"{field} may only be set with spec.autoscaling.metric lag"))
+    if lag and "targetLagPerReplica" not in auto:
+        found.append((field, f"{field} is required with spec.autoscaling.metric lag"))
+    if lag and "targetMemoryUtilizationPercentage" in auto:
+        memory = "spec.autoscaling.targetMemoryUtilizationPercentage"
+        found.append(
+            (
+                memory,
+                f"{memory} applies only to spec.autoscaling.metric cpu; remove it with metric lag",
+            )
+        )
+    if lag and auto.get("targetCPUUtilizationPercentage", DEFAULT_CPU_TARGET) != (
+        DEFAULT_CPU_TARGET
+    ):
+        cpu = "spec.autoscaling.targetCPUUtilizationPercentage"
+        found.append(
+            (
+                cpu,
+                f"{cpu} applies only to spec.autoscaling.metric cpu; leave it out "
+                f"(at its default, {DEFAULT_CPU_TARGET}) with metric lag",
+            )
+        )
+    return found
+
+
+def _metric_problems(spec: JSONDict) -> list[tuple[str, str]]:
+    """The spec-level rules: metric concurrency never on a consumer, metric lag only on one."""
+    field = "spec.autoscaling.metric"
+    if consumer.is_consumer(spec) and metric(spec) == CONCURRENCY:
+        return [
+            (
+                field,
+                f"{field} concurrency does not apply to a consumer (spec.consumer), which "
+                "serves no requests: use metric lag or cpu",
+            )
+        ]
+    if not consumer.is_consumer(spec) and metric(spec) == LAG:
+        return [
+            (
+                field,
+                f"{field} lag needs spec.consumer: only a consumer has a stream to lag behind",
+            )
+        ]
+    return []
+
+
 def spec_problems(spec: JSONDict) -> list[tuple[str, str]]:
-    """(field, message) for every spec.autoscaling CEL rule the spec breaks, in CRD order."""
+    """(field, message) for every CEL rule on spec.autoscaling the spec breaks, in CRD order
+    (the spec-level rules on spec.autoscaling.metric first, as the CRD has them)."""
     auto = spec.get("autoscaling") or {}
     found: list[tuple[str, str]] = []
     low, high = auto.get("minReplicas"), auto.get("maxReplicas")
@@ -77,7 +149,7 @@ def spec_problems(spec: JSONDict) -> list[tuple[str, str]]:
         )
     if isinstance(target, int | float) and not isinstance(target, bool) and not target > 0:
         found.append((field, f"{field} must be greater than 0"))
-    return found
+    return _metric_problems(spec) + found + _lag_problems(spec)
 
 
 def _rules(raw: JSONDict | None, default_stabilization: int) -> ScalingRules:
@@ -109,6 +181,25 @@ def params_from_spec(spec: JSONDict) -> Params:
     behavior = auto.get("behavior") or {}
     return Params(
         target=float(auto["targetConcurrency"]),
+        min_replicas=int(auto["minReplicas"]),
+        max_replicas=int(auto["maxReplicas"]),
+        scale_up=_rules(behavior.get("scaleUp"), DEFAULT_SCALE_UP_STABILIZATION_SECONDS),
+        scale_down=_rules(behavior.get("scaleDown"), DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS),
+    )
+
+
+def lag_params_from_spec(spec: JSONDict) -> LagParams:
+    """The lag decider's parameters. Raises ValueError when the spec does not use lag
+    autoscaling or breaks one of the rules above."""
+    if not uses_lag(spec):
+        raise ValueError("spec.autoscaling does not enable metric lag")
+    problems = spec_problems(spec)
+    if problems:
+        raise ValueError("; ".join(message for _, message in problems))
+    auto = spec["autoscaling"]
+    behavior = auto.get("behavior") or {}
+    return LagParams(
+        target=int(auto["targetLagPerReplica"]),
         min_replicas=int(auto["minReplicas"]),
         max_replicas=int(auto["maxReplicas"]),
         scale_up=_rules(behavior.get("scaleUp"), DEFAULT_SCALE_UP_STABILIZATION_SECONDS),

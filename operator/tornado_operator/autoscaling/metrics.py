@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from tornado_operator import consumer
 from tornado_operator.autoscaling.scrape import ERROR_REASONS
 
 SCRAPES = Counter(
@@ -40,6 +41,17 @@ SERVICES = Gauge(
     "tornado_operator_autoscaler_services",
     "TornadoServices this operator process autoscales on concurrency now.",
 )
+BROKER_READS = Counter(
+    "tornado_operator_autoscaler_broker_reads_total",
+    "Reads of consumer groups (XINFO GROUPS) by the operator, by outcome: StreamFound, "
+    "StreamNotFound, GroupNotFound, NotAStream, BrokerUnreachable, BrokerError.",
+    ["reason"],
+)
+LAG_DECISIONS = Counter(
+    "tornado_operator_autoscaler_lag_decisions_total",
+    "Decisions of the lag autoscaler, by direction (up, down, none).",
+    ["direction"],
+)
 
 # Every label value exists from the start, so rates work from the first scrape.
 SCRAPES.labels(result="ok")
@@ -49,3 +61,7 @@ for _reason in ERROR_REASONS:
 for _direction in ("up", "down", "none"):
     for _panic in ("true", "false"):
         DECISIONS.labels(direction=_direction, panic=_panic)
+for _reason in consumer.READ_REASONS:
+    BROKER_READS.labels(reason=_reason)
+for _direction in ("up", "down", "none"):
+    LAG_DECISIONS.labels(direction=_direction)
