@@ -7,6 +7,9 @@ The HTTP port (PORT, container port `http`) serves only the probes and metrics:
   reason (broker_unreachable, stream_missing, group_missing, starting, draining) otherwise.
   A consumer has no Service, so readiness sends no traffic: it is what rollouts wait for
   and what `kubectl get pods` shows.
+- /startupz: 200 once the process has started (configuration checked, handler loaded, port
+  bound). Like /livez it asks nothing of the broker: the tornado-operator's default startup
+  probe asks for it, and a broker outage at start must not restart the pod in a loop.
 - /metrics: Prometheus text.
 
 Shutdown on SIGTERM (or SIGINT): readiness turns 503; fetching stops (the fetch in
@@ -77,6 +80,12 @@ class LivezHandler(_Base):
         self._json(200, {"status": "alive", "in_flight": self.consumer.in_flight})
 
 
+class StartupzHandler(_Base):
+    def get(self) -> None:
+        # Served only once serve() has bound the port, after the configuration and the handler.
+        self._json(200, {"status": "started"})
+
+
 class ReadyzHandler(_Base):
     def get(self) -> None:
         c = self.consumer
@@ -103,6 +112,7 @@ def make_app(consumer: Consumer, metrics: Metrics, config: Config) -> Applicatio
         [
             (r"/livez", LivezHandler, args),
             (r"/readyz", ReadyzHandler, args),
+            (r"/startupz", StartupzHandler, args),
             (r"/metrics", MetricsHandler, args),
         ],
         log_function=lambda handler: None,

@@ -25,6 +25,8 @@ def test_a_missing_stream_is_not_ready_without_crashing_and_recovers(
     wait_for("stream_missing", lambda: reason(consumer) == (503, "stream_missing"))
     assert "does not exist" in consumer.get("/readyz").json()["detail"]
     assert consumer.get("/livez").status == 200
+    # The operator's default startup probe: started, whatever the broker says.
+    assert consumer.get("/startupz").status == 200
     text = consumer.get("/metrics").body.decode()
     assert 'consumer_not_ready_reason{reason="stream_missing"} 1.0' in text
     assert "consumer_ready 0.0" in text
