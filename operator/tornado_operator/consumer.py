@@ -11,6 +11,7 @@ spec.port (env PORT, port name `http`): /livez, /readyz, /startupz and /metrics.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from tornado_operator.conditions import Condition
@@ -25,6 +26,10 @@ ENV: dict[str, str] = {
     "deadLetterStream": "DEAD_LETTER_STREAM",
 }
 RESERVED_ENV = tuple(ENV.values())
+
+# redis://HOST[:PORT][/DB], as the CRD's pattern for spec.consumer.broker allows it.
+DEFAULT_BROKER_PORT = 6379
+_BROKER = re.compile(r"^redis://[^:/]+(?::(?P<port>[0-9]{1,5}))?(?:/[0-9]*)?$")
 
 STREAM_AVAILABLE = "StreamAvailable"
 
@@ -56,6 +61,13 @@ def env(spec: JSONDict) -> list[JSONDict]:
     """The variables the operator sets on a consumer's container, in ENV order."""
     block = spec["consumer"]
     return [{"name": var, "value": str(block[key])} for key, var in ENV.items() if key in block]
+
+
+def broker_port(spec: JSONDict) -> int:
+    """The TCP port of spec.consumer.broker (6379 when the URL names none)."""
+    found = _BROKER.match(str(spec["consumer"]["broker"]))
+    port = found.group("port") if found else None
+    return int(port) if port else DEFAULT_BROKER_PORT
 
 
 def spec_problems(spec: JSONDict) -> list[tuple[str, str]]:

@@ -13,6 +13,10 @@ COMPONENT = "app.kubernetes.io/component"
 PART_OF = "app.kubernetes.io/part-of"
 VERSION = "app.kubernetes.io/version"
 
+# On a consumer's pods (spec.consumer): the broker's NetworkPolicy (deploy/broker/redis/redis.yaml)
+# lets in the pods that carry it with the value "true".
+BROKER_CLIENT = "tornado-operator.dev/broker-client"
+
 # Server-side filter for the child watches: every child and pod carries it.
 MANAGED_SELECTOR = f"{MANAGED_BY}={FIELD_MANAGER}"
 

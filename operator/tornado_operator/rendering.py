@@ -184,6 +184,9 @@ def render_deployment(parent: Parent, spec: JSONDict, default_image: str) -> JSO
     image = resolve_image(spec, default_image)
     rollout = spec["rollout"]
     pod_labels = {**spec.get("podLabels", {}), **labels.common_labels(parent.name, image)}
+    if consumer.is_consumer(spec):
+        # Lets the pods through the broker's NetworkPolicy.
+        pod_labels[labels.BROKER_CLIENT] = "true"
     pod_security: JSONDict = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     pod_security.update(spec.get("securityContext", {}))
     pod_spec: JSONDict = {
@@ -368,12 +371,18 @@ def render_network_policy(parent: Parent, spec: JSONDict, default_image: str) ->
 
     Egress: DNS (kube-dns, on 53 and its pods' named ports), the pods of each service upstream
     on their `http` port, and any address on each url upstream's port.
+
+    A consumer (spec.consumer) has no Service and takes no calls: whoever lists it in
+    spec.upstreams is not let in (its status says the upstream is not found); with egress, its
+    pods may also connect to any address on the broker's port (spec.consumer.broker).
     """
     policy = spec["networkPolicy"]
     if not policy["enabled"]:
         return None
     links = parent.links
-    peers: list[JSONDict] = [_service_peer(parent, ns, name) for ns, name in links.callers]
+    is_consumer = consumer.is_consumer(spec)
+    callers = () if is_consumer else links.callers
+    peers: list[JSONDict] = [_service_peer(parent, ns, name) for ns, name in callers]
     if links.operator_namespace:
         peers.append(
             {
@@ -417,10 +426,14 @@ def render_network_policy(parent: Parent, spec: JSONDict, default_image: str) ->
                     "ports": [_http_port()],
                 }
             )
-        url_ports = sorted({composition.url_port(e.url) for e in found if e.url is not None})
+        url_ports = {composition.url_port(e.url) for e in found if e.url is not None}
+        if is_consumer:
+            url_ports.add(consumer.broker_port(spec))
         if url_ports:
             # A NetworkPolicy cannot name a host: any address, on the URL's port only.
-            egress.append({"ports": [{"port": port, "protocol": "TCP"} for port in url_ports]})
+            egress.append(
+                {"ports": [{"port": port, "protocol": "TCP"} for port in sorted(url_ports)]}
+            )
         policy_spec["policyTypes"] = ["Ingress", "Egress"]
         policy_spec["egress"] = egress
     return {

@@ -9,7 +9,8 @@ report, the spec's entries and which TornadoServices exist into status.upstreams
 
 An upstream is Failing when a pod's breaker is open or half-open at the last scrape, or when at
 least MIN_FAILED calls, and FAILING_RATIO of all calls, failed in the window; Idle with no calls;
-Unknown with no metrics (no Ready pod answered); NotFound when its TornadoService does not exist.
+Unknown with no metrics (no Ready pod answered); NotFound when its TornadoService does not exist
+or is a consumer (spec.consumer), which has no Service to call.
 UpstreamsHealthy is False when one is NotFound (reason UpstreamNotFound, which wins) or Failing
 (UpstreamsFailing), True otherwise. It never changes Ready: a failing dependency must not take its
 callers out of their Services.
@@ -249,6 +250,7 @@ def status_items(
     fields and state of the previous status stay, so a restart rewrites nothing."""
     urls = resolution.url_of
     missing = {e.name for e in resolution.missing}
+    consumers = {e.name for e in resolution.consumers}
     before = {str(item.get("name")): item for item in previous if isinstance(item, Mapping)}
     items: list[JSONDict] = []
     for entry in entries:
@@ -261,6 +263,13 @@ def status_items(
             assert entry.target is not None
             item["state"] = NOT_FOUND
             item["message"] = f"TornadoService {entry.target[0]}/{entry.target[1]} does not exist"
+        elif entry.name in consumers:
+            assert entry.target is not None
+            item["state"] = NOT_FOUND
+            item["message"] = (
+                f"TornadoService {entry.target[0]}/{entry.target[1]} is a consumer "
+                "(spec.consumer): it has no Service to call"
+            )
         elif report is None:
             old = before.get(entry.name) or {}
             if old.get("state") not in (None, NOT_FOUND):

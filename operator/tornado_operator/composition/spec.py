@@ -116,6 +116,9 @@ class Resolution:
 
     urls: tuple[tuple[str, str], ...] = ()  # (entry name, URL), in spec order
     missing: tuple[Entry, ...] = ()  # service entries whose TornadoService does not exist
+    # Service entries whose TornadoService is a consumer (spec.consumer): it has no Service, no
+    # URL, and its NetworkPolicy lets no caller in. Not callable, as if it did not exist.
+    consumers: tuple[Entry, ...] = ()
 
     @property
     def url_of(self) -> dict[str, str]:
@@ -126,11 +129,19 @@ def _live(obj: Mapping[str, Any] | None) -> bool:
     return obj is not None and not (obj.get("metadata") or {}).get("deletionTimestamp")
 
 
+def is_consumer(obj: Mapping[str, Any] | None) -> bool:
+    """Whether a TornadoService object is a consumer (tornado_operator.consumer.is_consumer of
+    its spec): a consumer has no Service, so it cannot be an upstream."""
+    return isinstance(((obj or {}).get("spec") or {}).get("consumer"), dict)
+
+
 def resolve(found: Iterable[Entry], lookup: Lookup) -> Resolution:
     """Each entry's URL: a url as written, a service from its status.url (or its default URL
-    while it has none), plus the entry's path."""
+    while it has none), plus the entry's path. A TornadoService that is a consumer keeps the
+    default URL (nothing answers there) and is named in `consumers`."""
     urls: list[tuple[str, str]] = []
     missing: list[Entry] = []
+    consumers: list[Entry] = []
     for entry in found:
         if entry.url is not None:
             urls.append((entry.name, entry.url))
@@ -140,9 +151,12 @@ def resolve(found: Iterable[Entry], lookup: Lookup) -> Resolution:
         if not _live(obj):
             missing.append(entry)
             obj = None
+        elif is_consumer(obj):
+            consumers.append(entry)
+            obj = None
         status_url = ((obj or {}).get("status") or {}).get("url")
         urls.append((entry.name, url_of(entry, str(status_url) if status_url else None)))
-    return Resolution(tuple(urls), tuple(missing))
+    return Resolution(tuple(urls), tuple(missing), tuple(consumers))
 
 
 def _number(value: float) -> str:
