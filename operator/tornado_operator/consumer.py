@@ -11,6 +11,7 @@ spec.port (env PORT, port name `http`): /livez, /readyz, /startupz and /metrics.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -25,8 +26,14 @@ ENV: dict[str, str] = {
     "group": "GROUP",
     "deadLetterStream": "DEAD_LETTER_STREAM",
 }
-RESERVED_ENV = tuple(ENV.values())
+# The consumer's name in its group: the pod's name, unique and stable for the pod's life (the
+# template's default, the hostname, is the pod name truncated to 63 characters).
+CONSUMER_NAME_ENV = "CONSUMER_NAME"
+RESERVED_ENV = (*ENV.values(), CONSUMER_NAME_ENV)
 
+# The template's BLOCK_MS default: one XREADGROUP waits at most this long, also on SIGTERM.
+BLOCK_MS_ENV = "BLOCK_MS"
+DEFAULT_BLOCK_MS = 1000
 # redis://HOST[:PORT][/DB], as the CRD's pattern for spec.consumer.broker allows it.
 DEFAULT_BROKER_PORT = 6379
 _BROKER = re.compile(r"^redis://[^:/]+(?::(?P<port>[0-9]{1,5}))?(?:/[0-9]*)?$")
@@ -58,9 +65,19 @@ def is_consumer(spec: JSONDict) -> bool:
 
 
 def env(spec: JSONDict) -> list[JSONDict]:
-    """The variables the operator sets on a consumer's container, in ENV order."""
+    """The variables the operator sets on a consumer's container, in ENV order, then
+    CONSUMER_NAME from the pod's name (the downward API)."""
     block = spec["consumer"]
-    return [{"name": var, "value": str(block[key])} for key, var in ENV.items() if key in block]
+    found: list[JSONDict] = [
+        {"name": var, "value": str(block[key])} for key, var in ENV.items() if key in block
+    ]
+    found.append(
+        {
+            "name": CONSUMER_NAME_ENV,
+            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
+        }
+    )
+    return found
 
 
 def broker_port(spec: JSONDict) -> int:
@@ -68,6 +85,16 @@ def broker_port(spec: JSONDict) -> int:
     found = _BROKER.match(str(spec["consumer"]["broker"]))
     port = found.group("port") if found else None
     return int(port) if port else DEFAULT_BROKER_PORT
+
+
+def block_seconds(spec: JSONDict) -> int:
+    """How long the consumer's fetch in progress may still block after SIGTERM, in whole
+    seconds: BLOCK_MS from spec.env when it is a plain number, else the template's default."""
+    block_ms = DEFAULT_BLOCK_MS
+    for item in spec.get("env") or []:
+        if item.get("name") == BLOCK_MS_ENV and str(item.get("value", "")).strip().isdigit():
+            block_ms = int(str(item["value"]).strip())
+    return math.ceil(block_ms / 1000)
 
 
 def spec_problems(spec: JSONDict) -> list[tuple[str, str]]:
@@ -95,8 +122,9 @@ def spec_problems(spec: JSONDict) -> list[tuple[str, str]]:
         found.append(
             (
                 "spec.env[].name",
-                "spec.env[].name must not be REDIS_URL, STREAM, GROUP or DEAD_LETTER_STREAM in "
-                "a consumer: the operator sets them from spec.consumer",
+                "spec.env[].name must not be REDIS_URL, STREAM, GROUP, DEAD_LETTER_STREAM or "
+                "CONSUMER_NAME in a consumer: the operator sets them from spec.consumer and the "
+                "pod's name",
             )
         )
     block = spec.get("consumer") or {}

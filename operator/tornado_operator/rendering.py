@@ -86,12 +86,15 @@ def _metadata(parent: Parent, image: str, annotations: dict[str, str] | None = N
 
 
 def termination_grace_seconds(spec: JSONDict) -> int:
-    """preStop pause + the template's drain delay + its in-flight timeout + a margin."""
+    """preStop pause + the template's drain delay + its in-flight timeout + a margin; for a
+    consumer also the fetch that may still block after SIGTERM (BLOCK_MS, rounded up)."""
     shutdown = spec["shutdown"]
+    fetch = consumer.block_seconds(spec) if consumer.is_consumer(spec) else 0
     return int(
         shutdown["preStopSleepSeconds"]
         + shutdown["drainDelaySeconds"]
         + shutdown["timeoutSeconds"]
+        + fetch
         + GRACE_MARGIN_SECONDS
     )
 

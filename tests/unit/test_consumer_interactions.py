@@ -154,6 +154,63 @@ def test_a_consumer_may_call_upstreams() -> None:
 # -- the consumer template's contract --------------------------------------------------------
 
 
+def test_consumer_name_is_the_pods_name() -> None:
+    env = {e["name"]: e for e in container(render())["env"]}
+    assert env["CONSUMER_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    problems = validation.validated_spec  # the operator refuses a spec.env CONSUMER_NAME
+    with pytest.raises(validation.InvalidSpecError, match="CONSUMER_NAME"):
+        problems({"consumer": dict(BLOCK), "env": [{"name": "CONSUMER_NAME", "value": "x"}]})
+
+
+def test_the_grace_period_covers_the_shutdown_timeout_and_one_fetch() -> None:
+    shutdown = {"preStopSleepSeconds": 0, "drainDelaySeconds": 0, "timeoutSeconds": 20}
+    pod = pod_template(render(shutdown=shutdown))["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 20 + 1 + 5  # BLOCK_MS 1000 by default
+    slow = render(shutdown=shutdown, env=[{"name": "BLOCK_MS", "value": "4500"}])
+    assert pod_template(slow)["spec"]["terminationGracePeriodSeconds"] == 20 + 5 + 5
+    api = render_children(PARENT, validation.validated_spec({"shutdown": shutdown}), DEFAULT_IMAGE)
+    assert pod_template(api)["spec"]["terminationGracePeriodSeconds"] == 20 + 5
+
+
+def _template_config() -> Any:
+    sys.path.insert(0, str(ROOT / "service_template/consumer"))
+    try:
+        return importlib.import_module("hello_consumer.config")
+    finally:
+        sys.path.pop(0)
+
+
+def test_the_rendered_env_is_what_the_consumer_template_reads() -> None:
+    config = _template_config()
+    rendered = container(
+        render(
+            consumer={**BLOCK, "deadLetterStream": "orders-dead"}, shutdown={"timeoutSeconds": 7}
+        )
+    )
+    environ = {e["name"]: e["value"] for e in rendered["env"] if "value" in e}
+    environ["CONSUMER_NAME"] = "billing-6d5f-abcde"  # what the kubelet resolves the fieldRef to
+    loaded = config.load(environ)
+    assert (loaded.redis_url, loaded.stream, loaded.group) == (
+        "redis://redis.broker.svc:6379/0",
+        "orders",
+        "billing",
+    )
+    assert (loaded.dead_letter_stream, loaded.consumer_name) == (
+        "orders-dead",
+        "billing-6d5f-abcde",
+    )
+    assert (loaded.port, loaded.shutdown_timeout) == (8080, 7)
+    # Every variable the operator sets is one the template reads (DRAIN_DELAY_SECONDS aside:
+    # the API template's, a consumer has no endpoints to drain from).
+    read = set(config._SETTINGS)
+    assert {e["name"] for e in rendered["env"]} - read == {"DRAIN_DELAY_SECONDS"}
+    grace = pod_template(render(shutdown={"timeoutSeconds": 7}))["spec"]
+    assert (
+        grace["terminationGracePeriodSeconds"]
+        >= loaded.shutdown_timeout + loaded.block_ms / 1000 + 5
+    )
+
+
 def test_the_default_probes_are_paths_the_consumer_template_serves() -> None:
     sys.path.insert(0, str(ROOT / "service_template/consumer"))
     try:

@@ -127,7 +127,13 @@ def test_env_contract() -> None:
     )
     assert env["PORT"] == "8080"  # the health and /metrics port
     assert "DEAD_LETTER_STREAM" not in env_of(render())
-    assert consumer.RESERVED_ENV == ("REDIS_URL", "STREAM", "GROUP", "DEAD_LETTER_STREAM")
+    assert consumer.RESERVED_ENV == (
+        "REDIS_URL",
+        "STREAM",
+        "GROUP",
+        "DEAD_LETTER_STREAM",
+        "CONSUMER_NAME",
+    )
     # The CRD's rule lists the same names.
     rules = [r["rule"] for r in crd.spec_schema()["x-kubernetes-validations"]]
     assert any(all(f"'{name}'" in rule for name in consumer.RESERVED_ENV) for rule in rules)
