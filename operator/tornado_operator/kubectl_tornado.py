@@ -69,7 +69,8 @@ def replicas_of(obj: Mapping[str, Any]) -> str:
 
 
 def autoscaling_of(obj: Mapping[str, Any]) -> str:
-    """`off`, `cpu 80% 2-5`, or `concurrency 10 2-5` with what the operator's autoscaler saw."""
+    """`off`, `cpu 80% 2-5`, `concurrency 10 2-5` or (a consumer) `lag 100/replica 1-8`, with
+    what the operator's autoscaler saw."""
     auto = (obj.get("spec") or {}).get("autoscaling") or {}
     if not auto.get("enabled"):
         return "off"
@@ -86,6 +87,17 @@ def autoscaling_of(obj: Mapping[str, Any]) -> str:
             text += ")"
         if seen.get("panicMode"):
             text += " panic"
+        return text
+    if auto.get("metric") == "lag":
+        # A consumer (spec.consumer): the backlog is status.consumer's, the decision autoscaling's.
+        text = f"lag {auto.get('targetLagPerReplica', '?')}/replica {bounds}"
+        status = obj.get("status") or {}
+        backlog = (status.get("consumer") or {}).get("backlog")
+        wants = (status.get("autoscaling") or {}).get("desiredReplicas")
+        seen = [f"backlog {backlog}" if isinstance(backlog, int) else None]
+        seen.append(f"wants {wants}" if wants is not None else None)
+        if any(seen):
+            text += " (" + ", ".join(part for part in seen if part) + ")"
         return text
     return f"cpu {auto.get('targetCPUUtilizationPercentage', 80)}% {bounds}"
 

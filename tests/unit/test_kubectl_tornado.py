@@ -175,3 +175,16 @@ def test_errors_exit_1_as_kubectl_does(
     monkeypatch.undo()
     assert plugin.main(["status", "--kubeconfig", "/nonexistent/kubeconfig"]) == 1
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_a_consumer_scaled_on_lag_shows_its_backlog() -> None:
+    auto = {"enabled": True, "metric": "lag", "targetLagPerReplica": 100}
+    obj: dict[str, Any] = {
+        "metadata": {"name": "billing", "namespace": "shop"},
+        "spec": {"consumer": {"stream": "orders"}, "autoscaling": {**auto, "maxReplicas": 8}},
+    }
+    assert plugin.autoscaling_of(obj) == "lag 100/replica 2-8"
+    obj["status"] = {"consumer": {"backlog": 250}, "autoscaling": {"desiredReplicas": 3}}
+    assert plugin.autoscaling_of(obj) == "lag 100/replica 2-8 (backlog 250, wants 3)"
+    # No URL, no upstreams: the row still renders.
+    assert plugin.status_row(obj)["upstreams"] == "-"
