@@ -602,7 +602,8 @@ async def consumer_tick(service: _Service, runtime: Runtime) -> float | None:
 
     before = runtime.streams.get(service.key)
     runtime.streams[service.key] = service.reading = reading
-    if before is None or before.reason != reading.reason:
+    state_changed = before is None or before.reason != reading.reason
+    if state_changed:
         # Only a change of state brings a reconcile (the condition and its Event), never a
         # read: the numbers are status.consumer's, written here.
         runtime.stream_changed(namespace, name)
@@ -639,7 +640,9 @@ async def consumer_tick(service: _Service, runtime: Runtime) -> float | None:
                 except APIError as exc:  # news of now: not retried
                     service.notes.log.warning("could not post %s: %s", event.reason, exc)
         auto = report.lag_status_block(decision, service.previous, scaled_at=scaled_at)
-        if report.needs_write(service.previous, auto, now - service.written_at):
+        # The message is noisy while the readings are alike, but a broker that stops (or starts
+        # again) answering changes what it says: "keeping N replicas" must show at once.
+        if state_changed or report.needs_write(service.previous, auto, now - service.written_at):
             fields["autoscaling"] = auto
     else:
         service.lag_decider = None
