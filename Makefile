@@ -84,5 +84,5 @@ kind-example: ## apply examples/hello.yaml and wait for Ready
 kind-test: venv ## the e2e suite against the kind cluster
 	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m cluster
 
-kind-down: ## delete the kind cluster
-	kind delete cluster --name $(KIND_CLUSTER)
+kind-down: venv ## delete the kind cluster (and stop the project's Docker engine if it ran it)
+	$(PY) -m hack.cluster down --provider kind
