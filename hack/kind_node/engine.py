@@ -9,7 +9,11 @@ configuration and its socket are left alone.
 
 Everything is its own: socket, pid file and exec root under RUN (not the local cluster's run
 directory, which its `down` removes), data root under the cache (node images survive `stop`),
-cgroup parent, and no default bridge (kind creates its own network, from ADDRESS_POOL).
+cgroup parent, and its default bridge BRIDGE (kind creates its own network from ADDRESS_POOL).
+The bridge is created here before dockerd starts and deleted by `stop`: a dockerd with
+`bridge: none` deletes the host's docker0 at startup (libnetwork's removeDefaultBridgeInterface),
+which would take the machine engine's default network away, and one with no `bridge` setting
+would share docker0 with it.
 
 Networking: `iptables: false`, so this engine adds no rule to the machine's ruleset and touches
 no policy (the machine's engine owns the FORWARD policy). Without it there is no NAT: containers
@@ -38,6 +42,9 @@ NAME = "kind-dockerd"
 RUNTIME = "runc-nosysresource"
 # Not the machine engine's 172.17-31 and 192.168 pools, nor the local cluster's 10.88/10.96/10.223.
 ADDRESS_POOL = {"base": "10.231.0.0/16", "size": 24}
+# The engine's default bridge (containers started without --net); kind's nodes are not on it.
+BRIDGE = "tornado-kind0"
+BRIDGE_ADDRESS = "10.232.0.1/24"
 CGROUP_PARENT = "tornado-kind"
 
 
@@ -82,7 +89,7 @@ def config(p: Paths | None = None) -> dict[str, object]:
         "data-root": str(e.state / "docker"),
         "exec-root": str(RUN / "exec"),
         "pidfile": str(RUN / "dockerd.pid"),
-        "bridge": "none",
+        "bridge": BRIDGE,
         "iptables": False,
         "ip6tables": False,
         "ip-masq": False,
@@ -113,6 +120,7 @@ def start(p: Paths | None = None) -> None:
         )
     RUN.mkdir(parents=True, exist_ok=True)
     e.state.mkdir(parents=True, exist_ok=True)
+    _ensure_bridge()
     cfg = RUN / "daemon.json"
     cfg.write_text(json.dumps(config(p), indent=2) + "\n")
     procs.start(e, NAME, ["dockerd", "--config-file", str(cfg)])
@@ -122,6 +130,25 @@ def start(p: Paths | None = None) -> None:
 def stop(p: Paths | None = None) -> bool:
     """Stop the engine (its containers stop with it; images and volumes stay in the cache)."""
     e = engine_paths(p)
+    if answers():
+        # User-defined networks (kind's) keep their bridge on the host after dockerd stops.
+        docker("network", "prune", "-f", check=False)
     stopped = procs.stop(e, NAME, grace=30)
+    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
     shutil.rmtree(RUN, ignore_errors=True)
     return stopped
+
+
+def _ensure_bridge() -> None:
+    """BRIDGE with its address, up (dockerd wants a non-default bridge to exist already)."""
+
+    def ip(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+
+    if ip("link", "show", BRIDGE).returncode != 0:
+        r = ip("link", "add", BRIDGE, "type", "bridge")
+        if r.returncode != 0:
+            raise RuntimeError(f"ip link add {BRIDGE} type bridge: {r.stderr.strip()}")
+    if BRIDGE_ADDRESS not in ip("-4", "addr", "show", "dev", BRIDGE).stdout:
+        ip("addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE)
+    ip("link", "set", BRIDGE, "up")

@@ -12,18 +12,20 @@ module keeps kind's node-image contract itself:
   Kubernetes binaries, etcd, CoreDNS, pause (kube-proxy's image also carries Debian's iptables);
   they are imported with a containerd of the machine's (the node's containerd is the same Debian
   build) whose root is the image's /var/lib/containerd, so nothing is imported at boot;
-- /kind/version, /kind/manifests/default-cni.yaml (a static bridge CNI, one node) and
+- /kind/version, /kind/manifests/default-cni.yaml (a static ptp CNI, one node) and
   default-storage.yaml (a default StorageClass `standard`, static volumes);
 - the project's own entrypoint, kubelet unit and containerd configuration (files/);
 - runc-nosysresource as containerd's runc, for privileged pods where the machine's bounding set
   lacks CAP_SYS_RESOURCE.
 
 The image is `docker import`ed into the project's engine (engine.py) and cached by version:
-NODE_IMAGE's tag is the Kubernetes version and REVISION; the rootfs tarball stays in the cache.
+the tag is the Kubernetes version and a digest of the recipe (recipe()); the rootfs tarball stays
+in the cache.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -40,10 +42,9 @@ from hack import procs
 from hack.kind_node import engine, kind_bin
 from hack.paths import KUBERNETES_VERSION, VERSIONS, Paths, paths
 
-# Bump to rebuild the node image (the base is rebuilt when BASE_PACKAGES change).
-REVISION = "1"
-NODE_IMAGE = f"tornado-operator.local/kind-node:v{KUBERNETES_VERSION}-{REVISION}"
-FILES = Path(__file__).resolve().parent / "files"
+HERE = Path(__file__).resolve().parent
+FILES = HERE / "files"
+REPOSITORY = "tornado-operator.local/kind-node"
 # kind's default pod subnet; the static CNI configuration is for one node.
 POD_SUBNET = "10.244.0.0/16"
 
@@ -65,6 +66,22 @@ BASE_PACKAGES = (
 JUNK = ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale")
 
 Log = Callable[[str], None]
+
+
+@functools.cache
+def recipe() -> str:
+    """A digest of everything the image is made from, but the built binaries' bytes (their
+    versions are in it): this module, files/, the runc wrapper's source and versions.env."""
+    h = hashlib.sha256()
+    inputs = [HERE / "image.py", HERE / "runc-nosysresource/main.go", HERE.parent / "versions.env"]
+    for f in [*inputs, *sorted(FILES.iterdir())]:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:10]
+
+
+def node_image() -> str:
+    """The image's name: the Kubernetes version and the recipe, so a change rebuilds it."""
+    return f"{REPOSITORY}:v{KUBERNETES_VERSION}-{recipe()}"
 
 
 def _kubeadm_images(p: Paths) -> dict[str, str]:
@@ -360,7 +377,7 @@ def _install_node_files(p: Paths, root: Path, pause_image: str) -> None:
     (kind / "tornado-node").write_text(
         json.dumps(
             {
-                "image": NODE_IMAGE,
+                "image": node_image(),
                 "kubernetes": f"v{KUBERNETES_VERSION}",
                 "etcd": VERSIONS["ETCD_VERSION"],
                 "coredns": VERSIONS["COREDNS_VERSION"],
@@ -428,8 +445,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 
 def rootfs_tarball(p: Paths, log: Log = print) -> Path:
-    """The node's root filesystem as a tarball, cached by NODE_IMAGE's tag."""
-    tag = NODE_IMAGE.rsplit(":", 1)[1]
+    """The node's root filesystem as a tarball, cached by the image's tag."""
+    tag = node_image().rsplit(":", 1)[1]
     tarball = p.cache / "kind-node" / f"node-{tag}.tar"
     if tarball.exists():
         return tarball
@@ -459,6 +476,9 @@ def rootfs_tarball(p: Paths, log: Log = print) -> Path:
             ]
         )
     os.replace(f"{tarball}.part", tarball)
+    for old in tarball.parent.glob("node-v*.tar"):
+        if old != tarball:
+            old.unlink()  # an earlier recipe's
     log(f"node rootfs in {time.monotonic() - t0:.0f}s: {tarball}")
     return tarball
 
@@ -471,26 +491,25 @@ IMAGE_CHANGES = (
 )
 
 
-def has_image(ref: str = NODE_IMAGE) -> bool:
+def has_image(ref: str) -> bool:
     return engine.docker("image", "inspect", ref, check=False).returncode == 0
 
 
 def ensure(p: Paths | None = None, log: Log = print) -> str:
-    """NODE_IMAGE in the project's engine (started if needed), built or imported from the cache."""
+    """The node image in the project's engine (started if needed), built or taken from the cache."""
     p = p or paths()
     engine.start(p)
-    if has_image():
-        return NODE_IMAGE
+    ref = node_image()
+    if has_image(ref):
+        return ref
     tarball = rootfs_tarball(p, log)
     t0 = time.monotonic()
     args = ["docker", "import"]
     for c in IMAGE_CHANGES:
         args += ["--change", c]
-    subprocess.run(
-        [*args, str(tarball), NODE_IMAGE], env=engine.env(), check=True, capture_output=True
-    )
-    log(f"docker import of {NODE_IMAGE} in {time.monotonic() - t0:.0f}s")
-    return NODE_IMAGE
+    subprocess.run([*args, str(tarball), ref], env=engine.env(), check=True, capture_output=True)
+    log(f"docker import of {ref} in {time.monotonic() - t0:.0f}s")
+    return ref
 
 
 def kind_binary(p: Paths | None = None) -> Path:
