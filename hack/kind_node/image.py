@@ -509,6 +509,10 @@ def ensure(p: Paths | None = None, log: Log = print) -> str:
         args += ["--change", c]
     subprocess.run([*args, str(tarball), ref], env=engine.env(), check=True, capture_output=True)
     log(f"docker import of {ref} in {time.monotonic() - t0:.0f}s")
+    tags = engine.docker("images", "--format", "{{.Repository}}:{{.Tag}}", REPOSITORY).stdout
+    for old in tags.split():
+        if old != ref:
+            engine.docker("rmi", old, check=False)  # an earlier recipe's
     return ref
 
 
