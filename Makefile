@@ -60,7 +60,7 @@ cluster-up: prereqs venv ## start it (or say it is up) and print its kubeconfig 
 cluster-down: venv ## stop it and remove everything it added to the host
 	$(PY) -m hack.cluster down
 
-##@ kind, for machines where kind and its node image work
+##@ kind: the pinned kindest/node where it can be pulled, else the project's offline node image
 
 KIND_CLUSTER ?= tornado-operator
 KIND_KUBECONFIG = $(TORNADO_OPERATOR_CACHE)/kind.kubeconfig
