@@ -19,7 +19,7 @@ from hack.kind_node import engine, image
 def systemd_check(timeout: float = 60) -> int:
     ref = image.ensure()
     name = "tornado-kind-systemd-check"
-    engine.docker("rm", "-f", name, check=False)
+    engine.docker("rm", "-f", "-v", name, check=False)
     r = engine.docker(
         "run", "-d", "--name", name, "--privileged", "--cgroupns=private",
         "--tmpfs", "/tmp", "--tmpfs", "/run", "--volume", "/var", "--tty", ref,
@@ -46,7 +46,7 @@ def systemd_check(timeout: float = 60) -> int:
         print(f"PID 1: {pid1}")
         return 0 if state == "running" and pid1 == "systemd" else 1
     finally:
-        engine.docker("rm", "-f", name, check=False)
+        engine.docker("rm", "-f", "-v", name, check=False)
 
 
 def main(argv: list[str] | None = None) -> int:

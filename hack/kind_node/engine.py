@@ -133,6 +133,8 @@ def stop(p: Paths | None = None) -> bool:
     if answers():
         # User-defined networks (kind's) keep their bridge on the host after dockerd stops.
         docker("network", "prune", "-f", check=False)
+        # A node's /var is an anonymous volume holding a copy of its images: none outlive it.
+        docker("volume", "prune", "-f", check=False)
     stopped = procs.stop(e, NAME, grace=30)
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
     shutil.rmtree(RUN, ignore_errors=True)
