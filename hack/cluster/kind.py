@@ -16,11 +16,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from hack import procs
+from hack.cluster import addons
 from hack.kind_node import engine, kind_bin
 from hack.kind_node import image as node_image_builder
+from hack.kubetools import kubectl
 from hack.paths import REPO, paths
 
 KIND_CLUSTER = "tornado-operator"
@@ -127,7 +130,23 @@ def up() -> Path:
     subprocess.run(
         [str(kind_bin() / "kind"), *create, "--image", ref], env=engine.env(), check=True
     )
-    return kc
+    # metrics-server, as on the local cluster (its image is preloaded in the node).
+    kubectl("apply", "-f", "-", input=addons.METRICS_SERVER, kubeconfig=kc)
+    kubectl(
+        "-n", "kube-system", "rollout", "status", "deployment/metrics-server", "--timeout=120s",
+        kubeconfig=kc, timeout=130,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        r = kubectl(
+            "get", "apiservice", "v1beta1.metrics.k8s.io",
+            "-o", "jsonpath={.status.conditions[?(@.type=='Available')].status}",
+            kubeconfig=kc, check=False,
+        )  # fmt: skip
+        if r.stdout.strip() == "True":
+            return kc
+        time.sleep(1)
+    raise RuntimeError("metrics-server's APIService did not become Available on kind")
 
 
 def down() -> None:

@@ -14,7 +14,8 @@ module keeps kind's node-image contract itself:
   build) whose root is the image's /var/lib/containerd, so nothing is imported at boot;
 - /kind/version, /kind/manifests/default-cni.yaml (a static ptp CNI, one node) and
   default-storage.yaml (a default StorageClass `standard`, static volumes);
-- the project's own entrypoint, kubelet unit and containerd configuration (files/);
+- the project's own entrypoint, kubelet unit and containerd configuration (files/); the
+  entrypoint also keeps the node hermetic (rules in the node's own network namespace);
 - runc-nosysresource as containerd's runc, for privileged pods where the machine's bounding set
   lacks CAP_SYS_RESOURCE.
 
@@ -39,6 +40,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from hack import procs
+from hack.cluster.addons import METRICS_SERVER_IMAGE
 from hack.kind_node import engine, kind_bin
 from hack.paths import KUBERNETES_VERSION, VERSIONS, Paths, paths
 
@@ -259,6 +261,11 @@ def control_plane_archives(p: Paths, rootfs: Path) -> dict[str, bytes]:
         names["coredns"]: _binary_image(names["coredns"], b / "coredns", "coredns", ["/coredns"]),
         names["pause"]: _binary_image(names["pause"], b / "pause", "pause", ["/pause"]),
         names["kube-proxy"]: _kube_proxy_image(names["kube-proxy"], b / "kube-proxy", rootfs),
+        # Not kubeadm's: the add-on the local cluster has and the e2e suite needs (`kubectl top`);
+        # kind.up applies its manifest (hack/cluster/addons.py).
+        METRICS_SERVER_IMAGE: _binary_image(
+            METRICS_SERVER_IMAGE, b / "metrics-server", "metrics-server", ["/metrics-server"]
+        ),
     }
 
 
@@ -354,7 +361,9 @@ def _install_node_files(p: Paths, root: Path, pause_image: str) -> None:
         shutil.copy2(p.bin / b, root / "usr/bin" / b)
     (root / "usr/local/sbin").mkdir(parents=True, exist_ok=True)
     shutil.copy2(engine.runtime_binary(p), root / "usr/local/sbin/runc-nosysresource")
-    shutil.copy2(FILES / "entrypoint", root / "usr/local/bin/entrypoint")
+    entrypoint = root / "usr/local/bin/entrypoint"
+    entrypoint.write_text(_template("entrypoint", POD_SUBNET=POD_SUBNET))
+    entrypoint.chmod(0o755)
     (root / "etc/containerd/config.toml").write_text(
         _template("containerd.toml", PAUSE_IMAGE=pause_image)
     )
