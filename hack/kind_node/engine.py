@@ -123,8 +123,13 @@ def start(p: Paths | None = None) -> None:
     _ensure_bridge()
     cfg = RUN / "daemon.json"
     cfg.write_text(json.dumps(config(p), indent=2) + "\n")
+    before = _links()
     procs.start(e, NAME, ["dockerd", "--config-file", str(cfg)])
     procs.wait_until(e, NAME, answers, 60, "docker info on " + DOCKER_HOST)
+    # The host's interfaces are not ours to change (a dockerd with `bridge: none` deletes docker0).
+    gone = before - _links()
+    if gone:
+        raise RuntimeError(f"the host lost {sorted(gone)} while the project's dockerd started")
 
 
 def stop(p: Paths | None = None) -> bool:
@@ -139,6 +144,12 @@ def stop(p: Paths | None = None) -> bool:
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
     shutil.rmtree(RUN, ignore_errors=True)
     return stopped
+
+
+def _links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
+    return {n for n in names if not n.startswith("veth")}
 
 
 def _ensure_bridge() -> None:
