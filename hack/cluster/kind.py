@@ -125,6 +125,7 @@ def up() -> Path:
             ["bash", str(REPO / "hack/build-binaries.sh"), str(paths().cache), "kind"], check=True
         )
     ref = node_image_builder.ensure()
+    engine.ensure_kind_network()
     if not Path("/lib/modules").exists():
         _LIB_MODULES_MARK.write_text("")
     subprocess.run(

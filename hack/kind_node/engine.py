@@ -9,7 +9,7 @@ configuration and its socket are left alone.
 
 Everything is its own: socket, pid file and exec root under RUN (not the local cluster's run
 directory, which its `down` removes), data root under the cache (node images survive `stop`),
-cgroup parent, and its default bridge BRIDGE (kind creates its own network from ADDRESS_POOL).
+cgroup parent, its default bridge BRIDGE, and kind's network (ensure_kind_network).
 The bridge is created here before dockerd starts and deleted by `stop`: a dockerd with
 `bridge: none` deletes the host's docker0 at startup (libnetwork's removeDefaultBridgeInterface),
 which would take the machine engine's default network away, and one with no `bridge` setting
@@ -40,8 +40,13 @@ SOCKET = RUN / "docker.sock"
 DOCKER_HOST = f"unix://{SOCKET}"
 NAME = "kind-dockerd"
 RUNTIME = "runc-nosysresource"
-# Not the machine engine's 172.17-31 and 192.168 pools, nor the local cluster's 10.88/10.96/10.223.
-ADDRESS_POOL = {"base": "10.231.0.0/16", "size": 24}
+# kind's network ("kind"), made here with its own subnet and bridge name before kind looks for it:
+# not the machine engine's 172.17-31 and 192.168 pools, nor the local cluster's 10.88/10.96/10.223.
+# Not `default-address-pools`: a dockerd restarted with pools set deletes the host's docker0
+# (daemon_unix.go, "Clear stale bridge network" -> removeDefaultBridgeInterface).
+KIND_NETWORK = "kind"
+KIND_SUBNET = "10.231.0.0/24"
+KIND_BRIDGE = "tornado-kind1"
 # The engine's default bridge (containers started without --net); kind's nodes are not on it.
 BRIDGE = "tornado-kind0"
 BRIDGE_ADDRESS = "10.232.0.1/24"
@@ -95,7 +100,6 @@ def config(p: Paths | None = None) -> dict[str, object]:
         "ip-masq": False,
         "ip-forward": False,
         "userland-proxy": True,
-        "default-address-pools": [ADDRESS_POOL],
         "cgroup-parent": CGROUP_PARENT,
         "storage-driver": "overlay2",
         "log-driver": "json-file",
@@ -144,6 +148,17 @@ def stop(p: Paths | None = None) -> bool:
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
     shutil.rmtree(RUN, ignore_errors=True)
     return stopped
+
+
+def ensure_kind_network() -> None:
+    """kind's network, our subnet and bridge name (kind takes a network named "kind" as it is)."""
+    if docker("network", "inspect", KIND_NETWORK, check=False).returncode == 0:
+        return
+    docker(
+        "network", "create", "--driver", "bridge", "--subnet", KIND_SUBNET,
+        "--opt", f"com.docker.network.bridge.name={KIND_BRIDGE}",
+        "--opt", "com.docker.network.driver.mtu=1500", KIND_NETWORK,
+    )  # fmt: skip
 
 
 def _links() -> set[str]:

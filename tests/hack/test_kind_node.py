@@ -14,6 +14,8 @@ def test_engine_is_its_own_and_adds_no_iptables_rules() -> None:
     cfg = engine.config()
     # `bridge: none` would make dockerd delete the machine's docker0 at startup.
     assert cfg["bridge"] == engine.BRIDGE != "docker0"
+    # With address pools set, a restarted dockerd deletes docker0 too.
+    assert "default-address-pools" not in cfg
     assert cfg["iptables"] is False and cfg["ip-forward"] is False and cfg["ip-masq"] is False
     assert cfg["hosts"] == [engine.DOCKER_HOST] != ["unix:///var/run/docker.sock"]
     assert cfg["default-runtime"] == engine.RUNTIME
