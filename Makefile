@@ -61,7 +61,7 @@ cluster-up: prereqs venv ## start it (or say it is up) and print its kubeconfig 
 cluster-down: venv ## stop it and remove everything it added to the host
 	$(PY) -m hack.cluster down
 
-##@ kind, for machines where kind and its node image work
+##@ kind: the pinned kindest/node where it can be pulled, else the project's offline node image
 
 KIND_CLUSTER ?= tornado-operator
 KIND_KUBECONFIG = $(TORNADO_OPERATOR_CACHE)/kind.kubeconfig
@@ -85,5 +85,5 @@ kind-example: ## apply examples/hello.yaml and wait for Ready
 kind-test: venv ## the e2e suite against the kind cluster
 	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m cluster
 
-kind-down: ## delete the kind cluster
-	kind delete cluster --name $(KIND_CLUSTER)
+kind-down: venv ## delete the kind cluster (and stop the project's Docker engine if it ran it)
+	$(PY) -m hack.cluster down --provider kind

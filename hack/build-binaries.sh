@@ -12,7 +12,9 @@ set -euo pipefail
 CACHE=${1:?usage: build-binaries.sh CACHE_DIR [COMPONENT...]}
 shift
 COMPONENTS=(pause etcd helm metrics-server kubernetes coredns kwok kube-router)
-[ "$CACHE" != --components ] || { echo "${COMPONENTS[*]}"; exit 0; }
+# Built only when named: kind and the runc wrapper its node image and engine use (hack/kind_node).
+OPTIONAL=(kind)
+[ "$CACHE" != --components ] || { echo "${COMPONENTS[*]} (on request: ${OPTIONAL[*]})"; exit 0; }
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=hack/versions.env
 . "$here/versions.env"
@@ -203,6 +205,23 @@ func main() {
 }
 GO
   go build -trimpath -ldflags "-s -w" -o "$BIN/pause" .
+}
+
+what_kind="kind $KIND_VERSION and runc-nosysresource (hack/kind_node) from the Go module proxy"
+cold_kind="about 1 min cold"
+KIND_BIN="$CACHE/kind-$KIND_VERSION/bin"
+cached_kind() {
+  [ -x "$KIND_BIN/kind" ] && reports "kind v$KIND_VERSION " "$KIND_BIN/kind" version \
+    && [ -x "$KIND_BIN/runc-nosysresource" ] \
+    && [ "$KIND_BIN/runc-nosysresource" -nt "$here/kind_node/runc-nosysresource/main.go" ]
+}
+build_kind() {
+  mkdir -p "$KIND_BIN"
+  # kind's go.mod has no replace lines, so `go install` works; v0.30.0 is the release whose
+  # default node image is Kubernetes 1.34 (kindest/node:v1.34.0), the minor version we pin.
+  GOBIN="$KIND_BIN" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@v$KIND_VERSION"
+  (cd "$here/kind_node/runc-nosysresource" && go build -trimpath -ldflags "-s -w" -o "$KIND_BIN/runc-nosysresource" .)
+  "$KIND_BIN/kind" version
 }
 
 want=("$@")

@@ -30,7 +30,15 @@ def main(argv: list[str] | None = None) -> int:
         help="also run kwok and make sure N fake nodes exist (local cluster only; "
         "pods need the toleration and nodeSelector of hack/cluster/fakenodes.py)",
     )
-    sub.add_parser("down", help="stop the local cluster and remove everything it added to the host")
+    dn = sub.add_parser(
+        "down", help="stop the local cluster and remove everything it added to the host"
+    )
+    dn.add_argument(
+        "--provider",
+        choices=["all", "kind", "local"],
+        default="all",
+        help="kind: delete the kind cluster (and stop the project's Docker engine) only",
+    )
     sub.add_parser("status", help="exit 0 when the local cluster is up; list its components")
     sub.add_parser(
         "restart-control-plane",
@@ -64,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                 fakenodes.ensure(p, args.fake_nodes)
             print(in_use)
         elif args.cmd == "down":
-            if kind.running():
+            if args.provider != "local" and (kind.running() or kind.engine_running()):
                 kind.down()
-            local.down(p)
+            if args.provider != "kind":
+                local.down(p)
         elif args.cmd == "status":
             comps = local.running_components(p)
             for name, pid in comps.items():

@@ -1,15 +1,35 @@
-"""The kind provider: a kind cluster from kind-config.yaml, where kind and its node image work."""
+"""The kind provider: a kind cluster from kind-config.yaml.
+
+Two ways, chosen by `up`:
+
+- the pinned upstream node image (kind-config.yaml's `kindest/node`) when the machine's Docker
+  has it or can pull it: the machine's Docker, kind's own image, nothing of ours;
+- otherwise the project's node image (hack/kind_node/image.py, assembled offline) on the
+  project's own Docker engine (hack/kind_node/engine.py), with kind v0.30.0 built from the Go
+  module proxy. `down` deletes the cluster and stops that engine.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 from hack import procs
+from hack.cluster import addons
+from hack.kind_node import engine, kind_bin
+from hack.kind_node import image as node_image_builder
+from hack.kubetools import kubectl
 from hack.paths import REPO, paths
 
 KIND_CLUSTER = "tornado-operator"
+# Set while the project's engine runs a node that made the machine's (missing) /lib/modules:
+# docker creates a bind mount's missing source, and `down` removes it again if still empty.
+_LIB_MODULES_MARK = engine.RUN / "created-lib-modules"
 
 
 def node_image() -> str:
@@ -20,9 +40,27 @@ def node_image() -> str:
     raise RuntimeError("kind-config.yaml names no node image")
 
 
+def kind_binary() -> str | None:
+    """The project's kind (build-binaries.sh kind) if built, else kind from PATH."""
+    built = kind_bin() / "kind"
+    if built.exists():
+        return str(built)
+    return shutil.which("kind")
+
+
+def _kind(*args: str, project_engine: bool, check: bool = True) -> subprocess.CompletedProcess[str]:
+    kind = kind_binary()
+    if kind is None:
+        raise RuntimeError("kind is not installed: run `bash hack/build-binaries.sh CACHE kind`")
+    env = engine.env() if project_engine else dict(os.environ)
+    return subprocess.run(
+        [kind, *args], env=env, capture_output=True, text=True, check=check, timeout=900
+    )
+
+
 def usable() -> bool:
     """kind is present and Docker has, or can pull, the pinned node image."""
-    if not shutil.which("kind") or not shutil.which("docker"):
+    if not kind_binary() or not shutil.which("docker"):
         return False
     image = node_image()
     run = procs.run
@@ -35,40 +73,103 @@ def kubeconfig() -> Path:
     return paths().cache / "kind.kubeconfig"
 
 
+def _clusters(project_engine: bool) -> list[str]:
+    if kind_binary() is None:
+        return []
+    if project_engine and not engine.answers():
+        return []
+    r = _kind("get", "clusters", project_engine=project_engine, check=False)
+    return r.stdout.split() if r.returncode == 0 else []
+
+
+def on_project_engine() -> bool:
+    """The kind cluster runs on the project's engine (not the machine's Docker)."""
+    return KIND_CLUSTER in _clusters(project_engine=True)
+
+
+def engine_running() -> bool:
+    """The project's engine answers (it may hold no cluster)."""
+    return engine.answers()
+
+
 def running() -> bool:
-    if not shutil.which("kind"):
-        return False
-    return KIND_CLUSTER in procs.run(["kind", "get", "clusters"], check=False).stdout.split()
+    return on_project_engine() or KIND_CLUSTER in _clusters(project_engine=False)
 
 
 def up() -> Path:
     kc = kubeconfig()
     kc.parent.mkdir(parents=True, exist_ok=True)
-    if not running():
+    if running():
+        r = _kind("get", "kubeconfig", "--name", KIND_CLUSTER, project_engine=on_project_engine())
+        kc.write_text(r.stdout)
+        return kc
+    create = [
+        "create",
+        "cluster",
+        "--name",
+        KIND_CLUSTER,
+        "--config",
+        str(REPO / "kind-config.yaml"),
+        "--kubeconfig",
+        str(kc),
+        "--wait",
+        "180s",
+    ]
+    kind = kind_binary()
+    if usable():
+        subprocess.run([str(kind), *create], check=True)
+        return kc
+    # No pinned kindest/node here: the project's node image on the project's engine.
+    if not (kind_bin() / "kind").exists():
         subprocess.run(
-            [
-                "kind",
-                "create",
-                "cluster",
-                "--name",
-                KIND_CLUSTER,
-                "--config",
-                str(REPO / "kind-config.yaml"),
-                "--kubeconfig",
-                str(kc),
-                "--wait",
-                "120s",
-            ],
-            check=True,
+            ["bash", str(REPO / "hack/build-binaries.sh"), str(paths().cache), "kind"], check=True
         )
-    else:
-        kc.write_text(procs.run(["kind", "get", "kubeconfig", "--name", KIND_CLUSTER]).stdout)
-    return kc
+    ref = node_image_builder.ensure()
+    engine.ensure_kind_network()
+    if not Path("/lib/modules").exists():
+        _LIB_MODULES_MARK.write_text("")
+    subprocess.run(
+        [str(kind_bin() / "kind"), *create, "--image", ref], env=engine.env(), check=True
+    )
+    # metrics-server, as on the local cluster (its image is preloaded in the node).
+    kubectl("apply", "-f", "-", input=addons.METRICS_SERVER, kubeconfig=kc)
+    kubectl(
+        "-n", "kube-system", "rollout", "status", "deployment/metrics-server", "--timeout=120s",
+        kubeconfig=kc, timeout=130,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        r = kubectl(
+            "get", "apiservice", "v1beta1.metrics.k8s.io",
+            "-o", "jsonpath={.status.conditions[?(@.type=='Available')].status}",
+            kubeconfig=kc, check=False,
+        )  # fmt: skip
+        if r.stdout.strip() == "True":
+            return kc
+        time.sleep(1)
+    raise RuntimeError("metrics-server's APIService did not become Available on kind")
 
 
 def down() -> None:
-    subprocess.run(["kind", "delete", "cluster", "--name", KIND_CLUSTER], check=False)
+    if on_project_engine():
+        _kind("delete", "cluster", "--name", KIND_CLUSTER, project_engine=True, check=False)
+    elif KIND_CLUSTER in _clusters(project_engine=False):
+        _kind("delete", "cluster", "--name", KIND_CLUSTER, project_engine=False, check=False)
+    if engine.answers() or engine.RUN.exists():
+        if _LIB_MODULES_MARK.exists():
+            with contextlib.suppress(OSError):
+                Path("/lib/modules").rmdir()  # only if still empty
+        engine.stop()
 
 
 def load(ref: str) -> None:
-    subprocess.run(["kind", "load", "docker-image", ref, "--name", KIND_CLUSTER], check=True)
+    """`kind load docker-image`; on the project's engine, from the machine's Docker by archive."""
+    if not on_project_engine():
+        kind = kind_binary() or "kind"
+        subprocess.run([kind, "load", "docker-image", ref, "--name", KIND_CLUSTER], check=True)
+        return
+    with tempfile.TemporaryDirectory(dir=paths().cache) as tmp:
+        archive = Path(tmp) / "image.tar"
+        # The project's images are built by the machine's Docker (hack/images.py).
+        subprocess.run(["docker", "save", "-o", str(archive), ref], check=True)
+        _kind("load", "image-archive", str(archive), "--name", KIND_CLUSTER, project_engine=True)

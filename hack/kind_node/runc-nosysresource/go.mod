@@ -1,0 +1,3 @@
+module local/runc-nosysresource
+
+go 1.24
