@@ -14,7 +14,7 @@ shift
 COMPONENTS=(pause etcd helm metrics-server kubernetes coredns kwok kube-router)
 # Built only when named: kind and the runc wrapper its node image and engine use (hack/kind_node).
 OPTIONAL=(kind)
-[ "$CACHE" != --components ] || { echo "${COMPONENTS[*]} (on request: ${OPTIONAL[*]})"; exit 0; }
+[ "$CACHE" != --components ] || { echo "${COMPONENTS[*]}"; exit 0; }  # prereqs counts its steps from this
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=hack/versions.env
 . "$here/versions.env"
