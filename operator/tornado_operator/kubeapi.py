@@ -41,7 +41,12 @@ from tornado_operator.resources import (
 JSONDict = dict[str, Any]
 
 # Connect and read limits: a stuck API server shows up as a temporary failure, not a hang.
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(connect=5.0, sock_connect=5.0, sock_read=30.0)
+# Only the TCP connect (sock_connect) is bounded, not aiohttp's `connect`, which also counts the
+# wait for a free connection of the pool: with a thousand reconciles queued behind
+# MAX_CONNECTIONS, that wait alone passed 5 s and failed healthy requests as
+# ConnectionTimeoutError, each one then backed off as a temporary failure (the N=1000 stall).
+# A queued request waits its turn; the ones ahead of it are bounded by sock_read.
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(connect=None, sock_connect=5.0, sock_read=30.0)
 # Requests in flight at once. The API server's own default limits are 400 reads and 200 writes
 # in flight; this leaves room for every other client while not queueing behind a small pool.
 MAX_CONNECTIONS = 64

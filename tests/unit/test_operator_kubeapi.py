@@ -273,6 +273,43 @@ async def test_requests_run_concurrently() -> None:
     assert most == 40
 
 
+async def test_waiting_for_a_pooled_connection_is_not_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The module's own bounds, ten times shorter; one connection and three requests of 0.6 s:
+    # the last waits 1.2 s for the pool, longer than any connect bound scaled so. Only
+    # establishing a connection may be bounded, so all three succeed.
+    bounds = kubeapi.REQUEST_TIMEOUT
+    monkeypatch.setattr(
+        kubeapi,
+        "REQUEST_TIMEOUT",
+        kubeapi.aiohttp.ClientTimeout(
+            connect=bounds.connect / 10 if bounds.connect else None,
+            sock_connect=(bounds.sock_connect or 5.0) / 10,
+            sock_read=bounds.sock_read,
+        ),
+    )
+
+    async def slow(_: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.6)
+        return web.Response(text="{}", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    cfg = Configuration(host=f"http://127.0.0.1:{runner.addresses[0][1]}")
+    cfg.connection_pool_maxsize = 1
+    kube = kubeapi.Kube(ApiClient(configuration=cfg))
+    try:
+        answers = await asyncio.gather(*(kube.request("GET", f"/x/{i}") for i in range(3)))
+    finally:
+        await kube.close()
+        await runner.cleanup()
+    assert answers == [{}, {}, {}]
+
+
 def test_apply_body_is_yaml_that_reads_back_unchanged() -> None:
     # An apply patch is YAML. JSON's surrogate-pair escapes (json.dumps' default for an emoji)
     # are not YAML, and YAML 1.1 reads NEL and U+2028 as line breaks: a spec with any of them
