@@ -205,12 +205,7 @@ class Decider:
         self.params = params
         self.started = now
         self._samples: deque[Sample] = deque()
-        # (time, recommendation before stabilization); seeded with the current replicas so
-        # that a fresh decider (an operator restart) does not scale down before a full window.
-        self._recommendations: deque[tuple[float, int]] = deque([(now, current_replicas)])
-        # (time, change in replicas) as observed between steps, for the rate policies.
-        self._changes: deque[tuple[float, int]] = deque()
-        self._last_current: int | None = current_replicas
+        self._history = History(now, current_replicas)
         self._panic_since: float | None = None  # last time the panic threshold was crossed
         self._max_panic_pods = 0
 
@@ -222,38 +217,8 @@ class Decider:
         """A spec change: new target, bounds or behavior; the history stays."""
         self.params = params
 
-    # -- bookkeeping -------------------------------------------------------------------------
-
-    def _observe_current(self, now: float, current: int) -> None:
-        if self._last_current is not None and current != self._last_current:
-            self._changes.append((now, current - self._last_current))
-        self._last_current = current
-
-    def _prune(self, now: float) -> None:
-        p = self.params
-        while self._samples and self._samples[0].time <= now - p.stable_window:
-            self._samples.popleft()
-        keep = max(p.scale_up.stabilization_seconds, p.scale_down.stabilization_seconds)
-        while len(self._recommendations) > 1 and self._recommendations[0][0] <= now - keep:
-            self._recommendations.popleft()
-        longest = max(
-            [pol.period_seconds for pol in (*p.scale_up.policies, *p.scale_down.policies)],
-            default=0,
-        )
-        while self._changes and self._changes[0][0] <= now - longest:
-            self._changes.popleft()
-
     def _hold(self, sample: Sample, current: int, why: str, limit: str) -> Decision:
-        p = self.params
-        desired = current if current == 0 else max(p.min_replicas, min(p.max_replicas, current))
-        limits = [limit]
-        reason = why
-        if desired > current:
-            limits.append("min-replicas")
-            reason += f"; raised to minReplicas {p.min_replicas}"
-        elif desired < current:
-            limits.append("max-replicas")
-            reason += f"; lowered to maxReplicas {p.max_replicas}"
+        desired, reason, limits = held(self.params, current, why, limit)
         return Decision(
             time=sample.time,
             current_replicas=current,
@@ -263,7 +228,7 @@ class Decider:
             ready_pods=sample.ready,
             scraped_pods=sample.scraped,
             missing_pods=sample.missing,
-            limited_by=tuple(limits),
+            limited_by=limits,
         )
 
     # -- the decision ------------------------------------------------------------------------
@@ -273,10 +238,11 @@ class Decider:
         p = self.params
         now = sample.time
         current = current_replicas
-        self._observe_current(now, current)
+        self._history.observe(p, now, current)
         if sample.scraped:
             self._samples.append(sample)
-        self._prune(now)
+        while self._samples and self._samples[0].time <= now - p.stable_window:
+            self._samples.popleft()
 
         if current == 0:
             return self._hold(
@@ -361,19 +327,10 @@ class Decider:
             limits.append("warming-up")
             reason += f"; collecting {window} of data after start: not scaling down yet"
 
-        stabilized = self._stabilize(now, current, recommendation)
-        if stabilized != recommendation:
+        stabilized, note = self._history.stabilize(p, now, current, recommendation)
+        if note:
             limits.append("stabilization")
-            if stabilized > recommendation:
-                reason += (
-                    f"; scale-down stabilized: the highest recommendation of the last "
-                    f"{_seconds(p.scale_down.stabilization_seconds)} is {stabilized}"
-                )
-            else:
-                reason += (
-                    f"; scale-up stabilized: the lowest recommendation of the last "
-                    f"{_seconds(p.scale_up.stabilization_seconds)} is {stabilized}"
-                )
+            reason += note
 
         # KPA's rate limits, relative to the ready pods, on the stabilized count (applied
         # before stabilization they would be remembered as recommendations and slow the next
@@ -395,25 +352,15 @@ class Decider:
                 f"{sample.ready} ready pods: {stabilized}"
             )
 
-        limited = self._rate_limit(now, current, stabilized)
-        if limited != stabilized:
+        limited, note = self._history.rate_limit(p, now, current, stabilized)
+        if note:
             limits.append("policy")
-            direction = "scaleUp" if stabilized > current else "scaleDown"
-            rules = p.scale_up if stabilized > current else p.scale_down
-            if rules.select_policy == "Disabled":
-                reason += f"; {direction} is disabled (selectPolicy Disabled)"
-            else:
-                reason += f"; limited to {limited} by the {direction} policies"
+            reason += note
 
-        desired = limited
-        if desired > p.max_replicas:
-            desired = p.max_replicas
-            limits.append("max-replicas")
-            reason += f"; limited to maxReplicas {p.max_replicas}"
-        elif desired < p.min_replicas:
-            desired = p.min_replicas
-            limits.append("min-replicas")
-            reason += f"; raised to minReplicas {p.min_replicas}"
+        desired, note, limit = bounded(p, limited)
+        if limit:
+            limits.append(limit)
+            reason += note
 
         return Decision(
             time=now,
@@ -431,23 +378,108 @@ class Decider:
             limited_by=tuple(limits),
         )
 
-    def _stabilize(self, now: float, current: int, recommendation: int) -> int:
-        result = stabilize(self.params, self._recommendations, now, current, recommendation)
-        self._recommendations.append((now, recommendation))
-        return result
-
-    def _rate_limit(self, now: float, current: int, desired: int) -> int:
-        return rate_limit(self.params, self._changes, now, current, desired)
-
 
 class Rules(Protocol):
-    """What stabilization and the behavior policies read of a decider's parameters."""
+    """What stabilization, the behavior policies and the bounds read of a decider's parameters
+    (the concurrency autoscaler's `Params`, the lag autoscaler's `LagParams`)."""
 
     @property
     def scale_up(self) -> ScalingRules: ...
 
     @property
     def scale_down(self) -> ScalingRules: ...
+
+    @property
+    def min_replicas(self) -> int: ...
+
+    @property
+    def max_replicas(self) -> int: ...
+
+
+class History:
+    """What stabilization and the behavior policies remember of one autoscaled object, for
+    either decider: its recent recommendations and the replica changes seen between steps."""
+
+    def __init__(self, now: float, current_replicas: int) -> None:
+        # (time, recommendation before stabilization); seeded with the current replicas so
+        # that a fresh decider (an operator restart) does not scale down before a full window.
+        self.recommendations: deque[tuple[float, int]] = deque([(now, current_replicas)])
+        # (time, change in replicas) as observed between steps, for the rate policies.
+        self.changes: deque[tuple[float, int]] = deque()
+        self._last_current = current_replicas
+
+    def observe(self, rules: Rules, now: float, current: int) -> None:
+        """Note a change of the replicas since the last step; forget what no window needs."""
+        if current != self._last_current:
+            self.changes.append((now, current - self._last_current))
+            self._last_current = current
+        keep = max(rules.scale_up.stabilization_seconds, rules.scale_down.stabilization_seconds)
+        while len(self.recommendations) > 1 and self.recommendations[0][0] <= now - keep:
+            self.recommendations.popleft()
+        longest = max(
+            [p.period_seconds for p in (*rules.scale_up.policies, *rules.scale_down.policies)],
+            default=0,
+        )
+        while self.changes and self.changes[0][0] <= now - longest:
+            self.changes.popleft()
+
+    def stabilize(
+        self, rules: Rules, now: float, current: int, recommendation: int
+    ) -> tuple[int, str]:
+        """The stabilized count and, when it differs from the recommendation, why (a reason
+        suffix); the recommendation is remembered."""
+        result = stabilize(rules, self.recommendations, now, current, recommendation)
+        self.recommendations.append((now, recommendation))
+        if result > recommendation:
+            return result, (
+                f"; scale-down stabilized: the highest recommendation of the last "
+                f"{_seconds(rules.scale_down.stabilization_seconds)} is {result}"
+            )
+        if result < recommendation:
+            return result, (
+                f"; scale-up stabilized: the lowest recommendation of the last "
+                f"{_seconds(rules.scale_up.stabilization_seconds)} is {result}"
+            )
+        return result, ""
+
+    def rate_limit(self, rules: Rules, now: float, current: int, desired: int) -> tuple[int, str]:
+        """The count the behavior policies allow and, when it differs from `desired`, why."""
+        limited = rate_limit(rules, self.changes, now, current, desired)
+        if limited == desired:
+            return limited, ""
+        direction = "scaleUp" if desired > current else "scaleDown"
+        direction_rules = rules.scale_up if desired > current else rules.scale_down
+        if direction_rules.select_policy == "Disabled":
+            return limited, f"; {direction} is disabled (selectPolicy Disabled)"
+        return limited, f"; limited to {limited} by the {direction} policies"
+
+
+def bounded(rules: Rules, desired: int) -> tuple[int, str, str | None]:
+    """`desired` within minReplicas..maxReplicas, the reason suffix, and the limit that applied."""
+    if desired > rules.max_replicas:
+        return rules.max_replicas, f"; limited to maxReplicas {rules.max_replicas}", "max-replicas"
+    if desired < rules.min_replicas:
+        return rules.min_replicas, f"; raised to minReplicas {rules.min_replicas}", "min-replicas"
+    return desired, "", None
+
+
+def held(rules: Rules, current: int, why: str, limit: str) -> tuple[int, str, tuple[str, ...]]:
+    """Keeping `current` replicas (fail static, or a pause at 0), only brought within the bounds:
+    the desired count, the reason and the limits that applied."""
+    desired = current if current == 0 else max(rules.min_replicas, min(rules.max_replicas, current))
+    if desired > current:
+        return (
+            desired,
+            f"{why}; raised to minReplicas {rules.min_replicas}",
+            (limit, "min-replicas"),
+        )
+    if desired < current:
+        return (
+            desired,
+            f"{why}; lowered to maxReplicas {rules.max_replicas}",
+            (limit, "max-replicas"),
+        )
+    return desired, why, (limit,)
 
 
 def stabilize(

@@ -8,7 +8,7 @@ operator reads the group (autoscaling.broker) and calls `LagDecider.step`:
 2. Recommendation: ceil(backlog / target), backlog = lag + pending. A drained stream gives 0,
    which the bounds raise to minReplicas.
 3. Stabilization and behavior policies, exactly as the concurrency autoscaler applies them
-   (algorithm.stabilize, algorithm.rate_limit): scale-down goes to the highest recommendation of
+   (algorithm.History, shared with it): scale-down goes to the highest recommendation of
    the last scaleDown.stabilizationWindowSeconds, so a stream drained in bursts does not flap.
    The window is seeded with the current replicas when the decider starts, so after an operator
    restart (which loses the history) the first scale-down waits one full window.
@@ -21,14 +21,14 @@ noisy sample, and its recommendation is what the stream needs now.
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 
 from tornado_operator.autoscaling.algorithm import (
     Direction,
+    History,
     ScalingRules,
+    bounded,
     ceil_div,
-    rate_limit,
-    stabilize,
+    held,
 )
 from tornado_operator.consumer import Reading
 
@@ -85,48 +85,21 @@ class LagDecider:
     def __init__(self, params: LagParams, *, now: float, current_replicas: int) -> None:
         self.params = params
         self.started = now
-        # Seeded with the current replicas: a fresh decider does not scale down for a window.
-        self._recommendations: deque[tuple[float, int]] = deque([(now, current_replicas)])
-        self._changes: deque[tuple[float, int]] = deque()
-        self._last_current = current_replicas
+        self._history = History(now, current_replicas)
 
     def update(self, params: LagParams) -> None:
         """A spec change: new target, bounds or behavior; the history stays."""
         self.params = params
 
-    def _prune(self, now: float) -> None:
-        p = self.params
-        keep = max(p.scale_up.stabilization_seconds, p.scale_down.stabilization_seconds)
-        while len(self._recommendations) > 1 and self._recommendations[0][0] <= now - keep:
-            self._recommendations.popleft()
-        longest = max(
-            [pol.period_seconds for pol in (*p.scale_up.policies, *p.scale_down.policies)],
-            default=0,
-        )
-        while self._changes and self._changes[0][0] <= now - longest:
-            self._changes.popleft()
-
     def _hold(self, now: float, current: int, why: str, limit: str) -> LagDecision:
-        p = self.params
-        desired = current if current == 0 else max(p.min_replicas, min(p.max_replicas, current))
-        limits = [limit]
-        reason = why
-        if desired > current:
-            limits.append("min-replicas")
-            reason += f"; raised to minReplicas {p.min_replicas}"
-        elif desired < current:
-            limits.append("max-replicas")
-            reason += f"; lowered to maxReplicas {p.max_replicas}"
-        return LagDecision(now, current, desired, reason, limited_by=tuple(limits))
+        desired, reason, limits = held(self.params, current, why, limit)
+        return LagDecision(now, current, desired, reason, limited_by=limits)
 
     def step(self, reading: Reading | None, current_replicas: int, now: float) -> LagDecision:
         """Decide on the latest reading. `current_replicas` is spec.replicas now."""
         p = self.params
         current = current_replicas
-        if current != self._last_current:
-            self._changes.append((now, current - self._last_current))
-            self._last_current = current
-        self._prune(now)
+        self._history.observe(p, now, current)
 
         if current == 0:
             return self._hold(
@@ -151,39 +124,16 @@ class LagDecider:
             f"{p.target} per replica → {want} replicas"
         )
         limits: list[str] = []
-        recommendation = want
-        stabilized = stabilize(p, self._recommendations, now, current, recommendation)
-        self._recommendations.append((now, recommendation))
-        if stabilized != recommendation:
+        stabilized, note = self._history.stabilize(p, now, current, want)
+        if note:
             limits.append("stabilization")
-            if stabilized > recommendation:
-                reason += (
-                    f"; scale-down stabilized: the highest recommendation of the last "
-                    f"{p.scale_down.stabilization_seconds:g}s is {stabilized}"
-                )
-            else:
-                reason += (
-                    f"; scale-up stabilized: the lowest recommendation of the last "
-                    f"{p.scale_up.stabilization_seconds:g}s is {stabilized}"
-                )
-
-        limited = rate_limit(p, self._changes, now, current, stabilized)
-        if limited != stabilized:
+            reason += note
+        limited, note = self._history.rate_limit(p, now, current, stabilized)
+        if note:
             limits.append("policy")
-            direction = "scaleUp" if stabilized > current else "scaleDown"
-            rules = p.scale_up if stabilized > current else p.scale_down
-            if rules.select_policy == "Disabled":
-                reason += f"; {direction} is disabled (selectPolicy Disabled)"
-            else:
-                reason += f"; limited to {limited} by the {direction} policies"
-
-        desired = limited
-        if desired > p.max_replicas:
-            desired = p.max_replicas
-            limits.append("max-replicas")
-            reason += f"; limited to maxReplicas {p.max_replicas}"
-        elif desired < p.min_replicas:
-            desired = p.min_replicas
-            limits.append("min-replicas")
-            reason += f"; raised to minReplicas {p.min_replicas}"
+            reason += note
+        desired, note, limit = bounded(p, limited)
+        if limit:
+            limits.append(limit)
+            reason += note
         return LagDecision(now, current, desired, reason, backlog, tuple(limits))
