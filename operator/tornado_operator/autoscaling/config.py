@@ -169,39 +169,37 @@ def _rules(raw: JSONDict | None, default_stabilization: int) -> ScalingRules:
     )
 
 
-def params_from_spec(spec: JSONDict) -> Params:
-    """The decider's parameters. Raises ValueError when the spec does not use concurrency
-    autoscaling or breaks one of the rules above."""
-    if not uses_concurrency(spec):
-        raise ValueError("spec.autoscaling does not enable metric concurrency")
+def _checked_autoscaling(spec: JSONDict, uses: bool, metric_name: str) -> JSONDict:
+    """spec.autoscaling of a spec that uses `metric_name` and breaks none of the rules above;
+    ValueError naming the broken rules otherwise."""
+    if not uses:
+        raise ValueError(f"spec.autoscaling does not enable metric {metric_name}")
     problems = spec_problems(spec)
     if problems:
         raise ValueError("; ".join(message for _, message in problems))
-    auto = spec["autoscaling"]
+    return cast(JSONDict, spec["autoscaling"])
+
+
+def _bounds_and_behavior(auto: JSONDict) -> dict[str, Any]:
+    """What both deciders take from spec.autoscaling besides their target."""
     behavior = auto.get("behavior") or {}
-    return Params(
-        target=float(auto["targetConcurrency"]),
-        min_replicas=int(auto["minReplicas"]),
-        max_replicas=int(auto["maxReplicas"]),
-        scale_up=_rules(behavior.get("scaleUp"), DEFAULT_SCALE_UP_STABILIZATION_SECONDS),
-        scale_down=_rules(behavior.get("scaleDown"), DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS),
-    )
+    return {
+        "min_replicas": int(auto["minReplicas"]),
+        "max_replicas": int(auto["maxReplicas"]),
+        "scale_up": _rules(behavior.get("scaleUp"), DEFAULT_SCALE_UP_STABILIZATION_SECONDS),
+        "scale_down": _rules(behavior.get("scaleDown"), DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS),
+    }
+
+
+def params_from_spec(spec: JSONDict) -> Params:
+    """The concurrency decider's parameters. Raises ValueError when the spec does not use
+    concurrency autoscaling or breaks one of the rules above."""
+    auto = _checked_autoscaling(spec, uses_concurrency(spec), CONCURRENCY)
+    return Params(target=float(auto["targetConcurrency"]), **_bounds_and_behavior(auto))
 
 
 def lag_params_from_spec(spec: JSONDict) -> LagParams:
     """The lag decider's parameters. Raises ValueError when the spec does not use lag
     autoscaling or breaks one of the rules above."""
-    if not uses_lag(spec):
-        raise ValueError("spec.autoscaling does not enable metric lag")
-    problems = spec_problems(spec)
-    if problems:
-        raise ValueError("; ".join(message for _, message in problems))
-    auto = spec["autoscaling"]
-    behavior = auto.get("behavior") or {}
-    return LagParams(
-        target=int(auto["targetLagPerReplica"]),
-        min_replicas=int(auto["minReplicas"]),
-        max_replicas=int(auto["maxReplicas"]),
-        scale_up=_rules(behavior.get("scaleUp"), DEFAULT_SCALE_UP_STABILIZATION_SECONDS),
-        scale_down=_rules(behavior.get("scaleDown"), DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS),
-    )
+    auto = _checked_autoscaling(spec, uses_lag(spec), LAG)
+    return LagParams(target=int(auto["targetLagPerReplica"]), **_bounds_and_behavior(auto))
