@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -61,15 +60,16 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from hack.kubetools import binary  # noqa: E402
+from hack.kubetools import (  # noqa: E402
+    LockTimeout,
+    binary,
+    operator_lock,
+    other_operators_paused,
+)
 
 JSONDict = dict[str, Any]
 GROUP_VERSION = "tornado-operator.dev/v1alpha1"
 CRD_FILE = REPO / "charts/tornado-operator/files/crds/tornadoservices.tornado-operator.dev.yaml"
-LOCK_PATH = Path(tempfile.gettempdir()) / "tornado-operator-e2e.lock"  # the e2e tests' lock
-OPERATOR_SELECTOR = (
-    "app.kubernetes.io/part-of=tornado-operator,app.kubernetes.io/component=operator"
-)
 ENV_NAME = "BURST"
 RECONCILES = "tornado_operator_reconciles_total"
 
@@ -524,35 +524,10 @@ async def run(cfg: Config, kubeconfig: Path, workdir: Path) -> Result:
 
 @contextlib.contextmanager
 def exclusive(kubeconfig: Path, limit: float = 1800) -> Iterator[None]:
-    """The e2e lock (no chart test runs a cluster-wide operator meanwhile) and helm-installed
-    operators scaled to 0, restored afterwards."""
-    with open(LOCK_PATH, "w") as f:
-        deadline = time.monotonic() + limit
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"{LOCK_PATH} stayed locked for {limit:.0f}s") from None
-                time.sleep(2)
-        paused: list[tuple[str, str, int]] = []
-        try:
-            for dep in kubectl_json(
-                kubeconfig, "get", "deployments", "-A", "-l", OPERATOR_SELECTOR
-            ):
-                meta, replicas = dep["metadata"], dep["spec"].get("replicas", 1)
-                if replicas:
-                    kubectl(kubeconfig, "-n", meta["namespace"], "scale",
-                            f"deployment/{meta['name']}", "--replicas=0")  # fmt: skip
-                    paused.append((meta["namespace"], meta["name"], replicas))
-            yield
-        finally:
-            for ns, name, replicas in paused:
-                kubectl(
-                    kubeconfig, "-n", ns, "scale", f"deployment/{name}", f"--replicas={replicas}"
-                )
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """The e2e lock (no test runs an operator meanwhile) and helm-installed operators scaled to
+    0, restored afterwards."""
+    with operator_lock(limit), other_operators_paused(kubeconfig=kubeconfig, log=log):
+        yield
 
 
 def kubectl(kubeconfig: Path, *args: str, timeout: float = 120) -> str:
@@ -566,11 +541,6 @@ def kubectl(kubeconfig: Path, *args: str, timeout: float = 120) -> str:
     if proc.returncode != 0:
         raise BenchError(f"kubectl {' '.join(args)}: {proc.stderr.strip()[:300]}")
     return proc.stdout
-
-
-def kubectl_json(kubeconfig: Path, *args: str) -> list[JSONDict]:
-    items: list[JSONDict] = json.loads(kubectl(kubeconfig, *args, "-o", "json"))["items"]
-    return items
 
 
 def install_crd(kubeconfig: Path) -> None:
@@ -679,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             stack.enter_context(exclusive(kubeconfig))
             result = asyncio.run(run(cfg, kubeconfig, workdir))
-    except BenchError as exc:
+    except (BenchError, LockTimeout) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(table(result))

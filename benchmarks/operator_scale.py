@@ -47,7 +47,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -59,7 +58,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +72,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from hack.cluster import fakenodes, local  # noqa: E402
-from hack.kubetools import binary  # noqa: E402
+from hack.kubetools import (  # noqa: E402
+    LockTimeout,
+    binary,
+    operator_lock,
+    other_operators_paused,
+)
 from hack.paths import paths  # noqa: E402
 
 JSONDict = dict[str, Any]
@@ -84,10 +88,6 @@ CRD_NAME = f"{PLURAL}.tornado-operator.dev"
 FIELD_MANAGER = "tornado-operator"
 BENCH_LABEL = "benchmark.tornado-operator.dev/run"
 REPLICAS = 2
-LOCK_PATH = Path(tempfile.gettempdir()) / "tornado-operator-e2e.lock"  # the e2e tests' lock
-OPERATOR_SELECTOR = (
-    "app.kubernetes.io/part-of=tornado-operator,app.kubernetes.io/component=operator"
-)
 # kind -> (API path prefix, plural). Filled in from the operator's own child table when it has one
 # (tornado_operator.children.CHILD_KINDS), so a new child kind needs no change here.
 CHILD_PATHS = {
@@ -1072,25 +1072,6 @@ async def phase_operator(
 # ---------------------------------------------------------------- setup and teardown
 
 
-@contextlib.contextmanager
-def operator_lock(timeout: float) -> Iterator[None]:
-    """The lock the e2e tests take while they run a cluster-wide operator."""
-    with open(LOCK_PATH, "w") as f:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"{LOCK_PATH} stayed locked for {timeout:.0f}s") from None
-                time.sleep(2)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def kubectl(kubeconfig: Path, *args: str, timeout: float = 120) -> str:
     r = subprocess.run(
         [binary("kubectl"), "--kubeconfig", str(kubeconfig), *args],
@@ -1099,42 +1080,6 @@ def kubectl(kubeconfig: Path, *args: str, timeout: float = 120) -> str:
     if r.returncode != 0:
         raise BenchError(f"kubectl {' '.join(args)}: {r.stderr.strip()[-300:]}")
     return r.stdout
-
-
-@contextlib.contextmanager
-def other_operators_paused(kubeconfig: Path) -> Iterator[list[str]]:
-    """Scale chart-installed operators to 0 for the run, then back."""
-    deps = json.loads(
-        kubectl(kubeconfig, "get", "deployments", "-A", "-l", OPERATOR_SELECTOR, "-o", "json")
-    )
-    paused: list[tuple[str, str, int]] = []
-    for dep in deps["items"]:
-        meta, replicas = dep["metadata"], dep["spec"].get("replicas", 1)
-        if replicas:
-            kubectl(
-                kubeconfig,
-                "-n",
-                meta["namespace"],
-                "scale",
-                f"deployment/{meta['name']}",
-                "--replicas=0",
-            )
-            paused.append((meta["namespace"], meta["name"], replicas))
-            log(f"paused operator {meta['namespace']}/{meta['name']} ({replicas} replicas)")
-    try:
-        for ns, _name, _ in paused:
-            kubectl(
-                kubeconfig, "-n", ns, "wait", "--for=delete", "pod",
-                "-l", "app.kubernetes.io/component=operator", "--timeout=60s", timeout=70,
-            )  # fmt: skip
-        yield [f"{ns}/{name}" for ns, name, _ in paused]
-    finally:
-        for ns, name, replicas in paused:
-            with contextlib.suppress(BenchError, subprocess.TimeoutExpired):
-                kubectl(
-                    kubeconfig, "-n", ns, "scale", f"deployment/{name}", f"--replicas={replicas}"
-                )
-                log(f"restored operator {ns}/{name} to {replicas} replicas")
 
 
 def check_cluster(args: argparse.Namespace) -> Path:
@@ -1368,9 +1313,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kubeconfig = check_cluster(args)
         crd_installed(kubeconfig)
-        with operator_lock(600), other_operators_paused(kubeconfig):
+        with operator_lock(600), other_operators_paused(kubeconfig=kubeconfig, log=log):
             results = asyncio.run(run(args, kubeconfig, workdir))
-    except BenchError as exc:
+    except (BenchError, LockTimeout) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(table(results))

@@ -1,5 +1,7 @@
-"""kubectl and helm for the dev tooling and the tests: the project's own builds, and the install,
-wait and port-forward steps the demo and the chart's e2e tests share.
+"""kubectl and helm for the dev tooling and the tests: the project's own builds, the install,
+wait and port-forward steps the demo and the chart's e2e tests share, and the e2e lock and the
+pause of other operators that every run of an operator against the shared cluster takes (the
+e2e tests and the benchmarks).
 
 Nothing here imports pytest or the tests; the tests import this module.
 """
@@ -7,16 +9,18 @@ Nothing here imports pytest or the tests; the tests import this module.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +250,99 @@ def get_until_ok(url: str, timeout: float = 60) -> tuple[int, str]:
             last = repr(exc)
         time.sleep(0.5)
     raise AssertionError(f"GET {url} never answered 2xx in {timeout}s; last: {last}")
+
+
+# ---------------------------------------------------------------- one operator at a time
+
+E2E_LOCK = Path(tempfile.gettempdir()) / "tornado-operator-e2e.lock"
+OPERATOR_SELECTOR = (
+    "app.kubernetes.io/part-of=tornado-operator,app.kubernetes.io/component=operator"
+)
+
+
+class LockTimeout(TimeoutError):
+    """The e2e lock stayed held by someone else for longer than the caller would wait."""
+
+
+_held = 0  # how deep this process is inside operator_lock: it is re-entrant within a process
+
+
+@contextlib.contextmanager
+def operator_lock(timeout: float = 1800) -> Iterator[None]:
+    """Held while a test or a benchmark runs an operator in the shared cluster.
+
+    Two operators watching the same TornadoServices would fight over them, so every run that
+    starts one (the chart's e2e, the operator's e2e, the benchmarks) takes this lock first, a
+    file lock that other processes see. Within one process it is re-entrant: the operator's e2e
+    tests hold it for a module, and the chart's module fixture inside the same session takes it
+    again without waiting for itself.
+    """
+    global _held
+    if _held:
+        _held += 1
+        try:
+            yield
+        finally:
+            _held -= 1
+        return
+    with open(E2E_LOCK, "w") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockTimeout(f"{E2E_LOCK} stayed locked for {timeout:.0f}s") from None
+                time.sleep(2)
+        _held = 1
+        try:
+            yield
+        finally:
+            _held = 0
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def other_operators_paused(
+    release: str = "",
+    *,
+    kubeconfig: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Iterator[list[str]]:
+    """Scale every chart-installed operator but `release`'s (e.g. `make demo`'s) to 0, wait until
+    their pods are gone, and scale them back at the end.
+
+    A second operator watching the same namespaces would reconcile the same TornadoServices.
+    Yields the paused Deployments as "namespace/name".
+    """
+    kw: dict[str, Any] = {"kubeconfig": kubeconfig}
+    paused: list[tuple[str, str, int]] = []
+    for dep in kubectl_json("get", "deployments", "-A", "-l", OPERATOR_SELECTOR, **kw)["items"]:
+        meta, replicas = dep["metadata"], dep["spec"].get("replicas", 1)
+        if meta["labels"].get("app.kubernetes.io/instance") == release or not replicas:
+            continue
+        kubectl(
+            "-n", meta["namespace"], "scale", f"deployment/{meta['name']}", "--replicas=0", **kw
+        )
+        paused.append((meta["namespace"], meta["name"], replicas))
+        if log:
+            log(f"paused operator {meta['namespace']}/{meta['name']} ({replicas} replicas)")
+    try:
+        for dep in kubectl_json("get", "deployments", "-A", "-l", OPERATOR_SELECTOR, **kw)["items"]:
+            meta = dep["metadata"]
+            if (meta["namespace"], meta["name"]) not in {(ns, n) for ns, n, _ in paused}:
+                continue
+            pods = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+            kubectl(
+                "-n", meta["namespace"], "wait", "--for=delete", "pod", "-l", pods,
+                "--timeout=60s", check=False, timeout=70, **kw,
+            )  # fmt: skip
+        yield [f"{ns}/{name}" for ns, name, _ in paused]
+    finally:
+        for ns, name, replicas in paused:
+            kubectl(
+                "-n", ns, "scale", f"deployment/{name}", f"--replicas={replicas}", check=False, **kw
+            )
+            if log:
+                log(f"restored operator {ns}/{name} to {replicas} replicas")

@@ -79,7 +79,7 @@ def _install(*set_values: str, reuse: bool = False) -> str:
 
 @pytest.fixture(scope="module")
 def release(kubeconfig: Path, operator_image: str, template_image: str) -> Iterator[Release]:
-    with kube.operator_lock(), kube.other_operators_paused(RELEASE):
+    with kubetools.operator_lock(), kubetools.other_operators_paused(RELEASE):
         kubetools.uninstall(RELEASE, NAMESPACE)  # a leftover from an interrupted run
         kubetools.ensure_namespace(NAMESPACE, kubetools.RESTRICTED_LABELS)
         kubetools.adopt_crds(RELEASE, NAMESPACE)

@@ -27,7 +27,7 @@ SA_USER = f"system:serviceaccount:{NAMESPACE}:{FULLNAME}"
 
 @pytest.fixture(scope="module")
 def release(kubeconfig: Path, operator_image: str, template_image: str) -> Iterator[str]:
-    with kube.operator_lock(), kube.other_operators_paused(RELEASE):
+    with kubetools.operator_lock(), kubetools.other_operators_paused(RELEASE):
         kubetools.uninstall(RELEASE, NAMESPACE)
         for ns in (NAMESPACE, *WATCHED):
             kubetools.ensure_namespace(ns, kubetools.RESTRICTED_LABELS)

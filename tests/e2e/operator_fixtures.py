@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hack.kubetools import kubectl_json
-from tests.chart import kube
+from hack.kubetools import kubectl_json, operator_lock, other_operators_paused
 from tests.e2e.operator_support import (
     CHILD_KIND_NAMES,
     CRD_DIR,
@@ -33,7 +32,7 @@ def only_our_operator(kubeconfig: Path) -> Iterator[None]:
     then checks that none of their pods is left; all are put back at the end. Per module, not
     per session, so that sessions sharing a cluster take turns module by module.
     """
-    with kube.operator_lock(), kube.other_operators_paused(release="") as paused:
+    with operator_lock(), other_operators_paused(release="") as paused:
         # Pods of an operator just uninstalled (or paused) may still be shutting down: they act
         # until they are gone.
         deadline = time.monotonic() + 90

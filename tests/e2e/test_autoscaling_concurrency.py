@@ -1,8 +1,8 @@
 """Concurrency autoscaling on the real cluster, with real pods (issue 10).
 
 The operator runs in this process (kopf's KopfRunner), watching one fresh namespace. Load comes
-from a pod inside the cluster (tests/e2e/autoscaling_workload.py), never from the host; every
-load is bounded in time and in count, and checks its target with one verified request first.
+from a pod inside the cluster (hack/workloads.py), never from the host; every load is bounded in
+time and in count, and checks its target with one verified request first.
 
 - Scale up, then down: a slow upstream answers after 200 ms; a TornadoService calls it from
   /compose with targetConcurrency 5, min 1, max 6; a load pod keeps 30 requests in flight. The
@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.e2e.autoscaling_workload import (
+from hack.workloads import (
     LOADER_INGRESS,
     VERIFY_SECONDS,
     loader,

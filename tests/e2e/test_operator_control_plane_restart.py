@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from hack.cluster import local
+from hack.kubetools import operator_lock
 from hack.paths import REPO, Paths, paths
-from tests.chart.kube import operator_lock
 from tests.e2e.operator_process import OperatorProcess, create_peering, peers
 from tests.e2e.operator_support import (
     apply,

@@ -1,6 +1,6 @@
-"""The workload of the concurrency-autoscaling e2e tests and benchmark: a slow upstream and a load
-generator, both pods of the template image (Debian bookworm, Python, Tornado), all inside the
-cluster. Nothing here sends traffic from the host.
+"""The workload of the concurrency-autoscaling e2e tests and benchmark (benchmarks/autoscaling.py):
+a slow upstream and a load generator, both pods of the template image (Debian bookworm, Python,
+Tornado), all inside the cluster. Nothing here sends traffic from the host.
 
 - `slow_upstream`: a Pod and Service answering every GET after `delay` seconds (200 ms).
 - `loader`: a Pod that checks its target once (status 200 and a green /compose body), then keeps
@@ -13,9 +13,11 @@ cluster. Nothing here sends traffic from the host.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from tests.e2e.operator_support import TEMPLATE_IMAGE, kubectl
+from hack.images import TEMPLATE_IMAGE
+from hack.kubetools import kubectl
 
 JSONDict = dict[str, Any]
 PYTHON = "/opt/venv/bin/python"
@@ -252,10 +254,10 @@ def no_metrics_command() -> list[str]:
     return [PYTHON, "-c", NO_METRICS_SERVER]
 
 
-def loader_lines(name: str, namespace: str) -> list[JSONDict]:
+def loader_lines(name: str, namespace: str, kubeconfig: Path | None = None) -> list[JSONDict]:
     """The JSON lines a loader printed so far."""
-    proc = kubectl("logs", name, "-n", namespace, check=False)
-    lines = []
+    proc = kubectl("logs", name, "-n", namespace, check=False, kubeconfig=kubeconfig)
+    lines: list[JSONDict] = []
     for line in proc.stdout.splitlines():
         try:
             lines.append(json.loads(line))
@@ -264,9 +266,9 @@ def loader_lines(name: str, namespace: str) -> list[JSONDict]:
     return lines
 
 
-def loader_verified(name: str, namespace: str) -> bool | None:
+def loader_verified(name: str, namespace: str, kubeconfig: Path | None = None) -> bool | None:
     """True once the loader checked its target, False if that check failed, None until then."""
-    for line in loader_lines(name, namespace):
+    for line in loader_lines(name, namespace, kubeconfig):
         if "verified" in line:
             return bool(line["verified"])
     return None
