@@ -24,7 +24,7 @@ from tornado_operator.children import CHILD_KINDS
 from tornado_operator.composition import monitor as upstream_monitor
 from tornado_operator.composition import spec as composition
 from tornado_operator.kubeapi import Kube
-from tornado_operator.observed import Observed, resource_version
+from tornado_operator.observed import Observed, resource_version, slim
 from tornado_operator.reconcile import Reconciler, instance_of, parent_of
 from tornado_operator.resources import POD, TORNADO_SERVICE, Resource
 
@@ -48,12 +48,6 @@ CHILD_INDEXES = {child.kind: f"index_{child.plural}" for child in CHILD_KINDS}
 # keep-alive: nolar/kopf#762). Retrying for about 5 minutes, at most 5 s apart, rides out an API
 # server that is away that long (a control-plane restart) and resumes within 5 s of its return.
 API_RETRY_BACKOFFS: tuple[float, ...] = (1, 1, 2, 3, 5) + (5,) * 58
-
-
-def _slim(body: Mapping[str, Any]) -> JSONDict:
-    """The object without managedFields: they are most of an object's size, and unread."""
-    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
-    return {**body, "metadata": meta}
 
 
 def _slim_pod(body: Mapping[str, Any]) -> JSONDict:
@@ -99,7 +93,7 @@ def _slim_pod(body: Mapping[str, Any]) -> JSONDict:
 def index_tornadoservices(
     body: kopf.Body, name: str, namespace: str | None, **_: Any
 ) -> dict[tuple[str, str], JSONDict]:
-    return {(namespace or "", name): _slim(body)}
+    return {(namespace or "", name): slim(body)}
 
 
 @kopf.index(GROUP, VERSION, PLURAL, id=CALLERS_INDEX)
@@ -118,7 +112,7 @@ def index_child(
 ) -> dict[tuple[str, str], JSONDict] | None:
     # Keyed by the parent's name: children are named after it, but a child that is not ours
     # (a same-named object of someone else) must be seen too, to be left alone.
-    return {(namespace or "", name): _slim(body)}
+    return {(namespace or "", name): slim(body)}
 
 
 for _child in CHILD_KINDS:
@@ -395,9 +389,13 @@ async def tornadoservice_event(
     if not namespace:
         return
     gone = type == "DELETED"
-    _reconciler(memo).links_changed(
-        namespace, name, None if gone else dict(body), listing=type is None
-    )
+    rec = _reconciler(memo)
+    # The watch caught up with any status the operator wrote: its kept copy can go.
+    if gone:
+        rec.observed.deleted(TORNADO_SERVICE.kind, namespace, name)
+    else:
+        rec.observed.seen(TORNADO_SERVICE.kind, namespace, name, resource_version(dict(body)))
+    rec.links_changed(namespace, name, None if gone else dict(body), listing=type is None)
 
 
 async def child_event(
@@ -419,7 +417,7 @@ async def child_event(
     kind = str(body.get("kind") or resource.kind)
     if type == "DELETED":
         rec.observed.deleted(kind, namespace, name)
-    elif rec.observed.written_version(kind, namespace, name) == resource_version(dict(body)):
+    elif rec.observed.seen(kind, namespace, name, resource_version(dict(body))):
         return  # the echo of the operator's own write: nothing new to look at
     await rec.reconcile_soon(namespace, parent, trigger="child")
 

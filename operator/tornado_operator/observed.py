@@ -14,7 +14,7 @@ fresher of two copies of one object; when either is not a number, the watch's co
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 JSONDict = dict[str, Any]
@@ -34,6 +34,13 @@ def resource_version(obj: JSONDict | None) -> int:
         return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or -1)
     except (TypeError, ValueError):
         return -1
+
+
+def slim(body: Mapping[str, Any]) -> JSONDict:
+    """The object without managedFields: they are most of an object's size, and unread. What
+    the operator keeps of every object, watched or written."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    return {**body, "metadata": meta}
 
 
 class Observed:
@@ -66,7 +73,21 @@ class Observed:
             return
         key = (kind, str(meta.get("namespace") or ""), str(meta["name"]))
         if resource_version(obj) >= resource_version(self._written.get(key)):
-            self._written[key] = obj
+            self._written[key] = slim(obj)
+
+    def seen(self, kind: str, namespace: str, name: str, version: int) -> bool:
+        """A watch delivered this object at `version`: whether that is the echo of the
+        operator's own last write. Once the watch has caught up with that write, its copy is
+        dropped, so nothing is held for objects that stay unchanged (at a thousand services
+        the kept write answers were most of the operator's memory)."""
+        key = (kind, namespace, name)
+        written = self._written.get(key)
+        if written is None:
+            return False
+        mine = resource_version(written)
+        if version >= mine >= 0:
+            del self._written[key]
+        return version == mine
 
     def deleted(self, kind: str, namespace: str, name: str) -> None:
         """The watch saw the object deleted: a copy from an earlier write is stale."""

@@ -114,7 +114,7 @@ def test_observed_prefers_the_fresher_copy() -> None:
     new = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "9"}}
     watched["Deployment", "ns", "web"] = old
     observed.wrote("Deployment", new)  # our apply returned rv 9; the watch still has rv 5
-    assert observed.get("Deployment", "ns", "web") is new
+    assert observed.get("Deployment", "ns", "web") == new
     assert observed.written_version("Deployment", "ns", "web") == 9
     watched["Deployment", "ns", "web"] = new  # the watch caught up: the copy is dropped
     assert observed.get("Deployment", "ns", "web") is new
@@ -123,6 +123,26 @@ def test_observed_prefers_the_fresher_copy() -> None:
     observed.deleted("Deployment", "ns", "web")
     del watched["Deployment", "ns", "web"]
     assert observed.get("Deployment", "ns", "web") is None
+
+
+def test_a_write_is_kept_only_until_the_watch_delivers_it() -> None:
+    observed = Observed(lambda *key: None, lambda ns, name: [])
+
+    def answer(version: str) -> JSONDict:
+        meta = {"name": "web", "namespace": "ns", "resourceVersion": version}
+        return {"metadata": {**meta, "managedFields": [{"manager": "x"}]}, "spec": {}}
+
+    observed.wrote("Deployment", answer("9"))
+    kept = observed.get("Deployment", "ns", "web")
+    assert kept is not None and "managedFields" not in kept["metadata"]  # kept slim
+    assert not observed.seen("Deployment", "ns", "web", 8)  # the watch is behind: keep it
+    assert observed.written_version("Deployment", "ns", "web") == 9
+    assert observed.seen("Deployment", "ns", "web", 9)  # our own echo, and now dropped
+    assert observed.written_version("Deployment", "ns", "web") is None
+    observed.wrote("Deployment", answer("12"))
+    assert not observed.seen("Deployment", "ns", "web", 14)  # someone's later change
+    assert observed.written_version("Deployment", "ns", "web") is None
+    assert not observed.seen("Service", "ns", "web", 3)  # nothing written: not an echo
 
 
 def test_a_terminating_namespace_is_remembered_for_older_objects_only() -> None:
