@@ -29,7 +29,8 @@ Per N and layout (`one`: every service in one namespace; `ten`: spread over 10),
              TornadoServices and child kinds: they include kopf's patches, and, being
              cluster-wide, anyone else's writes in the same seconds (tests running meanwhile).
              CPU seconds and peak RSS (VmHWM).
-  resume     SIGTERM, start again: seconds until its reconciles stop, and its writes.
+  resume     SIGTERM, start again: seconds until every service had its resume reconcile and
+             reconciles stopped (kopf resumes nothing before its indexes are listed), its writes.
   idle       its CPU over --idle-seconds with everything converged and nothing changing.
   deletion   delete the namespace(s): seconds until gone, the operator's writes after deletion
              began (its metric / the API server's count), children re-created (its applies or
@@ -642,8 +643,15 @@ class Operator:
         self.stop()
         await self.http.close()
 
-    async def settle(self, quiet: float, limit_s: float) -> tuple[float, Samples | None]:
-        """Wait until the reconcile counter has not moved for `quiet` s; (last change, metrics)."""
+    async def settle(
+        self, quiet: float, limit_s: float, at_least: float = 0
+    ) -> tuple[float, Samples | None]:
+        """Wait until the reconcile counter has reached `at_least` and then not moved for
+        `quiet` s; (last change, metrics).
+
+        `at_least` matters after a restart: kopf runs no resume handler before every index has
+        its initial listing, so a counter that has not moved yet says nothing. A resumed
+        operator has caught up once each service had its resume reconcile."""
         deadline = time.monotonic() + limit_s
         last_value: float | None = None
         last_change = time.monotonic()
@@ -656,10 +664,13 @@ class Operator:
             now = time.monotonic()
             if value != last_value:
                 last_value, last_change = value, now
-            elif now - last_change >= quiet:
+            elif now - last_change >= quiet and value >= at_least:
                 return last_change, snap
             await asyncio.sleep(1)
-        raise BenchError(f"the operator kept reconciling for {limit_s:.0f}s")
+        raise BenchError(
+            f"the operator did not settle in {limit_s:.0f}s "
+            f"(reconciles {last_value}, waiting for {at_least:.0f} and {quiet:g}s of quiet)"
+        )
 
 
 # ---------------------------------------------------------------- convergence, from a watch
@@ -1011,7 +1022,7 @@ async def phase_operator(
         a2 = await apiserver_metrics(api)
         op.start("resume")
         await op.wait_ready()
-        last, m3 = await op.settle(args.quiet, timeout)
+        last, m3 = await op.settle(args.quiet, timeout, at_least=res.n)
         a3 = await apiserver_metrics(api)
         res.resume_s = last - op.started
         res.resume_writes = op_writes(None, m3)
