@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from tornado_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION, kubeapi, labels
+from tornado_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION, kopf_toggles, kubeapi, labels
 from tornado_operator import settings as settings_mod
 from tornado_operator.autoscaling import daemon as autoscaling_daemon
 from tornado_operator.children import CHILD_KINDS
@@ -29,6 +29,9 @@ from tornado_operator.reconcile import Reconciler, instance_of, parent_of
 from tornado_operator.resources import POD, TORNADO_SERVICE, Resource
 
 JSONDict = dict[str, Any]
+# Before any watch starts: kopf's start-up wait is quadratic in the watched objects otherwise.
+kopf_toggles.apply()
+
 logger = logging.getLogger(__name__)
 
 _metrics_port_started: int | None = None
@@ -175,6 +178,13 @@ async def login(**_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
+    if not kopf_toggles.applied():
+        logger.warning(
+            "kopf %s is not the version kopf_toggles was written for (%s): start-up with "
+            "thousands of watched objects will be slow",
+            getattr(kopf, "__version__", "?"),
+            kopf_toggles.PATCHED_KOPF_VERSION,
+        )
     cfg = memo.get("settings")
     if not isinstance(cfg, settings_mod.Settings):
         # kopf loaded this module itself (`kopf run -m`): no CLI put settings in the memo.
