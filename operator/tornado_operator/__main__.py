@@ -13,7 +13,7 @@ from tornado_operator import settings as settings_mod
 
 def run(cfg: settings_mod.Settings) -> None:
     # Importing the handlers registers them with kopf; they get `cfg` through kopf's memo.
-    from tornado_operator import handlers  # noqa: F401
+    from tornado_operator import handlers
 
     kopf.configure(
         debug=cfg.log_level == "DEBUG",
@@ -26,6 +26,7 @@ def run(cfg: settings_mod.Settings) -> None:
         logging.getLogger("urllib3").setLevel(logging.WARNING)
         # One line per liveness probe is noise, not information.
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+        logging.getLogger("kopf.objects").addFilter(handlers.QuietWatchHandlers())
     kopf.run(
         clusterwide=cfg.clusterwide,
         namespaces=cfg.namespaces,

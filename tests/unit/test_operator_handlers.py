@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import kopf
@@ -115,3 +116,16 @@ def test_cli_hands_settings_to_kopf_in_the_memo(monkeypatch: pytest.MonkeyPatch)
     assert cfg.default_image == "flag/x:3" and cfg.standalone
     assert kwargs["standalone"] is True and kwargs["clusterwide"]
     assert not hasattr(handlers, "configured")
+
+
+def test_watch_handler_successes_are_left_out_of_the_log() -> None:
+    quiet = handlers.QuietWatchHandlers()
+
+    def record(level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None)
+
+    assert not quiet.filter(record(logging.INFO, "Handler 'pod_event' succeeded."))
+    assert not quiet.filter(record(logging.INFO, "Handler 'deployments-event' succeeded."))
+    assert quiet.filter(record(logging.INFO, "Handler 'resume' succeeded."))
+    assert quiet.filter(record(logging.ERROR, "Handler 'pod_event' failed with an exception."))
+    assert quiet.filter(record(logging.WARNING, "Handler 'pod_event' succeeded."))
