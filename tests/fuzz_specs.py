@@ -245,7 +245,27 @@ def fuzz_schema() -> JSONDict:
         parent, key = _locate(schema, path)
         parent[key] = make(parent[key])
     del schema["properties"]["service"]["properties"]["nodePort"]  # see the docstring
+    # Kubernetes spreads are a list-map by (topologyKey, whenUnsatisfiable).
+    schema["properties"]["topologySpreadConstraints"]["uniqueItems"] = True
+    _int64(schema)
     return schema
+
+
+INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _int64(node: Any) -> None:
+    """Integers within int64, as the API server decodes JSON (a larger one is a float to it, not
+    an integer: the schema's type check refuses it before anything else sees it)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            node["minimum"] = max(node.get("minimum", INT64[0]), INT64[0])
+            node["maximum"] = min(node.get("maximum", INT64[1]), INT64[1])
+        for value in node.values():
+            _int64(value)
+    elif isinstance(node, list):
+        for value in node:
+            _int64(value)
 
 
 def spec_strategy() -> st.SearchStrategy[JSONDict]:
