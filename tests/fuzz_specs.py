@@ -459,14 +459,20 @@ def _cel_mutations(spec: JSONDict) -> Iterator[Mutation]:
         yield "env-from-both", with_(envFrom=[*env_from, both_refs]), f"spec.envFrom[{i}]"
         yield "env-from-none", with_(envFrom=[*env_from, {"prefix": "X_"}]), f"spec.envFrom[{i}]"
     resources = s(spec.get("resources") or {})
-    for kind, low, high in (("memory", "1Gi", "2Gi"), ("cpu", "1", "2")):
+    for kind, low, high in (
+        ("memory", "1Gi", "2Gi"),
+        ("cpu", "1", "2"),
+        ("ephemeral-storage", 0, 2),
+    ):
         over = s(resources)
         over.setdefault("requests", {})[kind] = high
         over.setdefault("limits", {})[kind] = low
+        # The rule for the resources other than cpu and memory names no single one.
+        field = "spec.resources.requests" if kind == "ephemeral-storage" else None
         yield (
             f"resources-{kind}-request-over-limit",
             with_(resources=over),
-            f"spec.resources.requests.{kind}",
+            field or f"spec.resources.requests.{kind}",
         )
     for probe in ("liveness", "readiness", "startup"):
         probes = s(spec.get("probes") or {})
