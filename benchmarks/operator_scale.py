@@ -1145,24 +1145,33 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def ratio_to(baseline: float | None, r: Result) -> float | None:
+    return None if r.operator_s is None or not baseline else r.operator_s / baseline
+
+
+def ready_ratio(r: Result) -> float | None:
+    """The operator's convergence over the baseline's: both until every service is Ready (the
+    operator's includes it, so the baseline's writes alone would compare unlike with like)."""
+    return ratio_to(r.baseline_ready_s, r)
+
+
 def table(results: list[Result]) -> str:
     head = [
-        "N", "layout", "baseline s", "baseline→Ready s", "kubectl s", "operator s", "ratio",
+        "N", "layout", "baseline s", "baseline→Ready s", "kubectl s", "operator s",
+        "ratio (→Ready / writes)",
         "p50 s", "p99 s", "writes/svc (op / api)", "reconciles/svc", "CPU s", "peak RSS MiB",
         "resume s (writes op / api)", "idle CPU %",
         "delete s (writes op / api, re-created, temp fails)",
     ]  # fmt: skip
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        ratio = None
-        if r.operator_s is not None and r.baseline_s:
-            ratio = r.operator_s / r.baseline_s
+        ratio = f"{fmt(ready_ratio(r))} / {fmt(ratio_to(r.baseline_s, r))}"
         rss = max(
             (x for x in (r.peak_rss_mib, r.resume_peak_rss_mib) if x is not None), default=None
         )
         cells = [
             str(r.n), r.layout, fmt(r.baseline_s), fmt(r.baseline_ready_s), fmt(r.kubectl_s),
-            fmt(r.operator_s), fmt(ratio), fmt(r.latency_p50_s), fmt(r.latency_p99_s),
+            fmt(r.operator_s), ratio, fmt(r.latency_p50_s), fmt(r.latency_p99_s),
             f"{fmt(r.writes_per_service)} / {fmt(r.api_writes_per_service)}",
             fmt(r.reconciles_per_service), fmt(r.cpu_s), fmt(rss, 0),
             f"{fmt(r.resume_s)} ({fmt(r.resume_writes, 0)} / {fmt(r.resume_api_writes, 0)})",
@@ -1187,8 +1196,8 @@ def targets(results: list[Result]) -> list[str]:
     for r in results:
         checks: list[tuple[str, bool | None]] = [
             (
-                "convergence <= 1.5x baseline",
-                None if not (r.operator_s and r.baseline_s) else r.operator_s <= 1.5 * r.baseline_s,
+                "convergence <= 1.5x baseline (both until Ready)",
+                None if ready_ratio(r) is None else (ready_ratio(r) or 0) <= 1.5,
             ),
             (
                 f"writes/service <= {write_budget(r)}",
@@ -1196,10 +1205,10 @@ def targets(results: list[Result]) -> list[str]:
             ),
             ("0 writes on resume", None if r.resume_writes is None else r.resume_writes == 0),
             (
-                "p99 <= baseline total",
+                "p99 <= baseline total (until Ready)",
                 None
-                if r.latency_p99_s is None or r.baseline_s is None
-                else r.latency_p99_s <= r.baseline_s,
+                if r.latency_p99_s is None or r.baseline_ready_s is None
+                else r.latency_p99_s <= r.baseline_ready_s,
             ),
             (
                 "RSS <= 150 MiB",
