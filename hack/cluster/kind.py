@@ -62,15 +62,15 @@ def _kind(*args: str, project_engine: bool, check: bool = True) -> subprocess.Co
     )
 
 
-def usable() -> bool:
-    """kind is present and Docker has, or can pull, the pinned node image."""
+def usable(pull: bool = True) -> bool:
+    """kind is present and Docker has (or, with `pull`, can pull) the pinned node image."""
     if not kind_binary() or not shutil.which("docker"):
         return False
     image = node_image()
     run = procs.run
     if run(["docker", "image", "inspect", image], check=False).returncode == 0:
         return True
-    return run(["docker", "pull", image], check=False, timeout=600).returncode == 0
+    return pull and run(["docker", "pull", image], check=False, timeout=600).returncode == 0
 
 
 def kubeconfig() -> Path:
@@ -147,7 +147,9 @@ def wait_for_enforcer(timeout: float = 120) -> None:
         time.sleep(1)
 
 
-def up() -> Path:
+def up(pull: bool = True) -> Path:
+    """A kind cluster (the one that is up, or a new one); `pull=False`: the project's node image
+    unless the machine's Docker already has the pinned kindest/node (no registry is asked)."""
     kc = kubeconfig()
     kc.parent.mkdir(parents=True, exist_ok=True)
     if running():
@@ -167,7 +169,7 @@ def up() -> Path:
         "180s",
     ]
     kind = kind_binary()
-    if usable():
+    if usable(pull):
         subprocess.run([str(kind), *create], check=True)
         return kc
     # No pinned kindest/node here: the project's node image on the project's engine.
@@ -202,12 +204,13 @@ def up() -> Path:
     raise RuntimeError("metrics-server's APIService did not become Available on kind")
 
 
-def down() -> None:
+def down(stop_engine: bool = True) -> None:
+    """Delete the kind cluster, and (`stop_engine`) stop the project's engine."""
     if on_project_engine():
         _kind("delete", "cluster", "--name", KIND_CLUSTER, project_engine=True, check=False)
     elif KIND_CLUSTER in _clusters(project_engine=False):
         _kind("delete", "cluster", "--name", KIND_CLUSTER, project_engine=False, check=False)
-    if engine.answers() or engine.RUN.exists():
+    if stop_engine and (engine.answers() or engine.RUN.exists()):
         if _LIB_MODULES_MARK.exists():
             with contextlib.suppress(OSError):
                 Path("/lib/modules").rmdir()  # only if still empty
