@@ -8,8 +8,8 @@ PY := $(VENV)/bin/python
 export TORNADO_OPERATOR_CACHE ?= $(HOME)/.cache/tornado-operator
 .DEFAULT_GOAL := help
 
-.PHONY: help prereqs venv lint test test-unit test-chart cluster-up cluster-down demo demo-down \
-	kind-up kind-images kind-install kind-example kind-test kind-down
+.PHONY: help prereqs venv lint test test-unit test-chart test-kind cluster-up cluster-down demo \
+	demo-down kind-up kind-images kind-install kind-example kind-test kind-down
 
 ##@ Start here
 
@@ -19,8 +19,9 @@ demo: prereqs venv ## cluster, images, operator, examples/hello.yaml answering (
 demo-down: venv ## remove the demo's service and operator release (the cluster stays)
 	@$(PY) -m hack.demo down
 
-test: prereqs venv lint ## everything: lint, unit, service and cluster (e2e) tests
-	$(PY) -m pytest
+# The kind subset runs whatever the first run's result; either one failing fails the target.
+test: prereqs venv lint ## everything: lint, unit, service and cluster (e2e) tests, a subset on kind
+	$(PY) -m pytest; s=$$?; $(PY) -m hack.kind_subset || s=1; exit $$s
 
 help: ## this list
 	@awk 'BEGIN { FS = ":.*## " } \
@@ -52,6 +53,9 @@ test-unit: venv ## tests that need no cluster
 
 test-chart: venv ## the chart's tests (offline rendering and on the cluster)
 	$(PY) -m pytest tests/chart
+
+test-kind: venv ## e2e subset on a kind cluster made (and deleted) around it (hack/kind_subset.py)
+	$(PY) -m hack.kind_subset
 
 ##@ The local cluster (python -m hack.cluster)
 

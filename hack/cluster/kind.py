@@ -6,13 +6,16 @@ Two ways, chosen by `up`:
   has it or can pull it: the machine's Docker, kind's own image, nothing of ours;
 - otherwise the project's node image (hack/kind_node/image.py, assembled offline) on the
   project's own Docker engine (hack/kind_node/engine.py), with kind v0.30.0 built from the Go
-  module proxy. `down` deletes the cluster and stops that engine.
+  module proxy. `down` deletes the cluster and stops that engine. That node runs kube-router's
+  firewall as the local cluster does (hack/kind_node/files/kube-router-firewall): `up` waits
+  for its first sync and for the node's hermetic chain ahead of it (`enforcer_problems`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -20,13 +23,14 @@ import time
 from pathlib import Path
 
 from hack import procs
-from hack.cluster import addons
+from hack.cluster import addons, netpol
 from hack.kind_node import engine, kind_bin
 from hack.kind_node import image as node_image_builder
 from hack.kubetools import kubectl
 from hack.paths import REPO, paths
 
 KIND_CLUSTER = "tornado-operator"
+NODE = f"{KIND_CLUSTER}-control-plane"  # the node's container (one node)
 # Set while the project's engine runs a node that made the machine's (missing) /lib/modules:
 # docker creates a bind mount's missing source, and `down` removes it again if still empty.
 _LIB_MODULES_MARK = engine.RUN / "created-lib-modules"
@@ -58,15 +62,15 @@ def _kind(*args: str, project_engine: bool, check: bool = True) -> subprocess.Co
     )
 
 
-def usable() -> bool:
-    """kind is present and Docker has, or can pull, the pinned node image."""
+def usable(pull: bool = True) -> bool:
+    """kind is present and Docker has (or, with `pull`, can pull) the pinned node image."""
     if not kind_binary() or not shutil.which("docker"):
         return False
     image = node_image()
     run = procs.run
     if run(["docker", "image", "inspect", image], check=False).returncode == 0:
         return True
-    return run(["docker", "pull", image], check=False, timeout=600).returncode == 0
+    return pull and run(["docker", "pull", image], check=False, timeout=600).returncode == 0
 
 
 def kubeconfig() -> Path:
@@ -96,7 +100,56 @@ def running() -> bool:
     return on_project_engine() or KIND_CLUSTER in _clusters(project_engine=False)
 
 
-def up() -> Path:
+def _node_rules(chain: str) -> list[list[str]] | None:
+    """`iptables -S chain` in the project's node as word lists (without `-A CHAIN`); None if
+    the chain is missing."""
+    r = engine.docker("exec", NODE, "iptables", "-w", "5", "-S", chain, check=False, timeout=60)
+    if r.returncode != 0:
+        return None
+    return [shlex.split(line)[2:] for line in r.stdout.splitlines() if line.startswith("-A ")]
+
+
+def enforcer_problems() -> list[str]:
+    """What keeps NetworkPolicies from being enforced in the project's node, in words (empty
+    when kube-router has synced and the node's hermetic chain comes first in its chains)."""
+    r = engine.docker(
+        "exec", NODE, "systemctl", "is-active", "kube-router.service", check=False, timeout=60
+    )
+    found = [] if r.stdout.strip() == "active" else [f"kube-router.service is {r.stdout.strip()}"]
+    forward = _node_rules(netpol.FORWARD_CHAIN)
+    if not netpol.synced_rules(forward or []):
+        found.append(f"kube-router has not synced ({netpol.FORWARD_CHAIN}: {forward})")
+    hook = list(node_image_builder.HERMETIC_HOOK)
+    for chain in (netpol.FORWARD_CHAIN, netpol.OUTPUT_CHAIN):
+        rules = _node_rules(chain) or []
+        if not rules or rules[0] != hook:
+            found.append(f"{node_image_builder.HERMETIC_CHAIN} is not first in {chain}")
+    return found
+
+
+def wait_for_enforcer(timeout: float = 120) -> None:
+    """Until kube-router enforces NetworkPolicies in the project's node (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = enforcer_problems()
+        if not found:
+            return
+        if time.monotonic() > deadline:
+            log = engine.docker(
+                "exec", NODE, "journalctl", "-u", "kube-router", "-n", "30", "--no-pager",
+                check=False, timeout=60,
+            ).stdout  # fmt: skip
+            raise RuntimeError(
+                f"NetworkPolicies not enforced in {NODE} after {timeout:.0f}s: "
+                + "; ".join(found)
+                + f"\nkube-router's last lines:\n{log}"
+            )
+        time.sleep(1)
+
+
+def up(pull: bool = True) -> Path:
+    """A kind cluster (the one that is up, or a new one); `pull=False`: the project's node image
+    unless the machine's Docker already has the pinned kindest/node (no registry is asked)."""
     kc = kubeconfig()
     kc.parent.mkdir(parents=True, exist_ok=True)
     if running():
@@ -116,7 +169,7 @@ def up() -> Path:
         "180s",
     ]
     kind = kind_binary()
-    if usable():
+    if usable(pull):
         subprocess.run([str(kind), *create], check=True)
         return kc
     # No pinned kindest/node here: the project's node image on the project's engine.
@@ -131,6 +184,7 @@ def up() -> Path:
     subprocess.run(
         [str(kind_bin() / "kind"), *create, "--image", ref], env=engine.env(), check=True
     )
+    wait_for_enforcer()
     # metrics-server, as on the local cluster (its image is preloaded in the node).
     kubectl("apply", "-f", "-", input=addons.METRICS_SERVER, kubeconfig=kc)
     kubectl(
@@ -150,12 +204,13 @@ def up() -> Path:
     raise RuntimeError("metrics-server's APIService did not become Available on kind")
 
 
-def down() -> None:
+def down(stop_engine: bool = True) -> None:
+    """Delete the kind cluster, and (`stop_engine`) stop the project's engine."""
     if on_project_engine():
         _kind("delete", "cluster", "--name", KIND_CLUSTER, project_engine=True, check=False)
     elif KIND_CLUSTER in _clusters(project_engine=False):
         _kind("delete", "cluster", "--name", KIND_CLUSTER, project_engine=False, check=False)
-    if engine.answers() or engine.RUN.exists():
+    if stop_engine and (engine.answers() or engine.RUN.exists()):
         if _LIB_MODULES_MARK.exists():
             with contextlib.suppress(OSError):
                 Path("/lib/modules").rmdir()  # only if still empty

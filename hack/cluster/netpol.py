@@ -53,23 +53,29 @@ class EnforcerError(RuntimeError):
     """kube-router is missing or did not come up; the message says what to do."""
 
 
+# The firewall alone, IPv4 only, no listener at all (readiness is read from its chains: `synced`).
+# The kind node image's kube-router unit runs with the same flags (hack/kind_node/image.py).
+FIREWALL_ONLY = (
+    "--run-firewall=true",
+    "--run-router=false",
+    "--run-service-proxy=false",
+    "--enable-cni=false",
+    "--enable-ipv4=true",
+    "--enable-ipv6=false",
+    "--health-port=0",
+    "--metrics-port=0",
+    "--iptables-sync-period=1m",
+    "--v=1",
+)
+
+
 def argv(p: Paths) -> list[str]:
     return [
         str(p.bin / "kube-router"),
         f"--kubeconfig={p.kubeconfig}",
         f"--hostname-override={NODE_NAME}",
-        "--run-firewall=true",
-        "--run-router=false",
-        "--run-service-proxy=false",
-        "--enable-cni=false",
-        "--enable-ipv4=true",
-        "--enable-ipv6=false",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        # No listener at all: readiness is read from its chains (`synced`).
-        "--health-port=0",
-        "--metrics-port=0",
-        "--iptables-sync-period=1m",
-        "--v=1",
+        *FIREWALL_ONLY,
     ]
 
 
@@ -86,11 +92,15 @@ def _rules(chain: str) -> list[list[str]] | None:
     return [shlex.split(line)[2:] for line in r.stdout.splitlines() if line.startswith("-A ")]
 
 
+def synced_rules(forward: list[list[str]]) -> bool:
+    """Whether these rules of kube-router's FORWARD chain (`iptables -S` words, without `-A
+    CHAIN`) show its first sync done: they end in the ACCEPT of what complies with the policies."""
+    return bool(forward) and "0x20000/0x20000" in forward[-1] and forward[-1][-1] == "ACCEPT"
+
+
 def synced() -> bool:
-    """Whether kube-router's first sync is done: its FORWARD chain ends in the ACCEPT of what
-    complies with the policies."""
-    rules = _rules(FORWARD_CHAIN) or []
-    return bool(rules) and "0x20000/0x20000" in rules[-1] and rules[-1][-1] == "ACCEPT"
+    """Whether kube-router's first sync is done (on this host)."""
+    return synced_rules(_rules(FORWARD_CHAIN) or [])
 
 
 HERMETIC_HOOKS: tuple[tuple[str, ...], ...] = (

@@ -16,6 +16,10 @@ module keeps kind's node-image contract itself:
   default-storage.yaml (a default StorageClass `standard`, static volumes);
 - the project's own entrypoint, kubelet unit and containerd configuration (files/); the
   entrypoint also keeps the node hermetic (rules in the node's own network namespace);
+- the NetworkPolicy enforcer the local cluster runs: the project's kube-router, firewall only
+  (iptables and Debian's ipset), as a systemd unit with the local cluster's flags
+  (hack/cluster/netpol.py), started once kubeadm has written admin.conf; its wrapper keeps the
+  node's hermetic chain first inside kube-router's chains, as the local cluster does;
 - runc-nosysresource as containerd's runc, for privileged pods where the machine's bounding set
   lacks CAP_SYS_RESOURCE.
 
@@ -40,6 +44,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from hack import procs
+from hack.cluster import netpol
 from hack.cluster.addons import METRICS_SERVER_IMAGE
 from hack.kind_node import engine, kind_bin
 from hack.paths import KUBERNETES_VERSION, VERSIONS, Paths, paths
@@ -47,8 +52,16 @@ from hack.paths import KUBERNETES_VERSION, VERSIONS, Paths, paths
 HERE = Path(__file__).resolve().parent
 FILES = HERE / "files"
 REPOSITORY = "tornado-operator.local/kind-node"
-# kind's default pod subnet; the static CNI configuration is for one node.
+# kind's default pod and Service subnets (kind-config.yaml keeps them); the static CNI
+# configuration is for one node, and kube-router is told the Service range.
 POD_SUBNET = "10.244.0.0/16"
+SERVICE_SUBNET = "10.96.0.0/16"
+# The node's hermetic chain (files/entrypoint) and the jump to it that files/kube-router-firewall
+# keeps first in kube-router's FORWARD and OUTPUT chains, as `iptables -S` prints it.
+HERMETIC_CHAIN = "TORNADO-NODE-HERMETIC"
+HERMETIC_HOOK = ("-m", "comment", "--comment", "tornado-node-hermetic-first", "-j", HERMETIC_CHAIN)
+# kubeadm writes it on the control-plane node; kube-router.path waits for it.
+KUBE_ROUTER_KUBECONFIG = "/etc/kubernetes/admin.conf"
 
 BASE_PACKAGES = (
     "systemd",
@@ -63,6 +76,7 @@ BASE_PACKAGES = (
     "kmod",
     "procps",
     "ca-certificates",
+    "ipset",  # kube-router keeps its address sets with it
 )
 # Not needed in a node and large: apt's caches, documentation, translations.
 JUNK = ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale")
@@ -70,13 +84,24 @@ JUNK = ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", 
 Log = Callable[[str], None]
 
 
+def recipe_inputs() -> list[Path]:
+    """The files the image is made from, but the built binaries (their versions are in
+    versions.env, kube-router's too): this module, files/, the runc wrapper's source, versions.env
+    and netpol.py (kube-router's flags)."""
+    return [
+        HERE / "image.py",
+        HERE / "runc-nosysresource/main.go",
+        HERE.parent / "versions.env",
+        HERE.parent / "cluster/netpol.py",
+        *sorted(FILES.iterdir()),
+    ]
+
+
 @functools.cache
 def recipe() -> str:
-    """A digest of everything the image is made from, but the built binaries' bytes (their
-    versions are in it): this module, files/, the runc wrapper's source and versions.env."""
+    """A digest of recipe_inputs(): any change to them names (and builds) a new image."""
     h = hashlib.sha256()
-    inputs = [HERE / "image.py", HERE / "runc-nosysresource/main.go", HERE.parent / "versions.env"]
-    for f in [*inputs, *sorted(FILES.iterdir())]:
+    for f in recipe_inputs():
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:10]
 
@@ -356,6 +381,39 @@ def _template(name: str, **values: str) -> str:
     return text
 
 
+def kube_router_args() -> list[str]:
+    """kube-router's flags in the node: the local cluster's (netpol.FIREWALL_ONLY), with the
+    node's admin kubeconfig, its host name (systemd's %H: kind names the node after it) and
+    kind's Service range."""
+    return [
+        f"--kubeconfig={KUBE_ROUTER_KUBECONFIG}",
+        "--hostname-override=%H",
+        f"--service-cluster-ip-range={SERVICE_SUBNET}",
+        *netpol.FIREWALL_ONLY,
+    ]
+
+
+def _install_kube_router(p: Paths, root: Path) -> None:
+    binary = p.bin / "kube-router"
+    if not binary.exists():
+        raise RuntimeError(
+            f"kube-router {netpol.VERSION} is not built in {p.bin}: run "
+            f"`bash hack/build-binaries.sh {p.cache} kube-router` (or `make prereqs`)"
+        )
+    local_bin = root / "usr/local/bin"
+    local_bin.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(binary, local_bin / "kube-router")
+    shutil.copy2(FILES / "kube-router-firewall", local_bin / "kube-router-firewall")
+    (local_bin / "kube-router-firewall").chmod(0o755)
+    unit = root / "etc/systemd/system"
+    unit.mkdir(parents=True, exist_ok=True)
+    (unit / "kube-router.service").write_text(
+        _template("kube-router.service", KUBE_ROUTER_ARGS=" ".join(kube_router_args()))
+    )
+    shutil.copy2(FILES / "kube-router.path", unit / "kube-router.path")
+    _enable(root, "kube-router.path")
+
+
 def _install_node_files(p: Paths, root: Path, pause_image: str) -> None:
     for b in ("kubeadm", "kubelet", "kubectl"):
         shutil.copy2(p.bin / b, root / "usr/bin" / b)
@@ -376,6 +434,7 @@ def _install_node_files(p: Paths, root: Path, pause_image: str) -> None:
     shutil.copy2(FILES / "10-kubeadm.conf", unit / "kubelet.service.d/10-kubeadm.conf")
     _enable(root, "containerd.service")
     _enable(root, "kubelet.service")
+    _install_kube_router(p, root)
     kind = root / "kind"
     (kind / "manifests").mkdir(parents=True, exist_ok=True)
     (kind / "version").write_text(f"v{KUBERNETES_VERSION}\n")
@@ -390,6 +449,7 @@ def _install_node_files(p: Paths, root: Path, pause_image: str) -> None:
                 "kubernetes": f"v{KUBERNETES_VERSION}",
                 "etcd": VERSIONS["ETCD_VERSION"],
                 "coredns": VERSIONS["COREDNS_VERSION"],
+                "kube-router": netpol.VERSION,
                 "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
             indent=2,

@@ -1,9 +1,10 @@
 """The NetworkPolicies of composition, enforced on the real cluster (issue 11).
 
 On the project's local cluster kube-router enforces them (hack/cluster/netpol.py; a cluster that
-was started before it existed gets it here, as `up` would); kind's own CNI, kindnet, enforces
-them too. Connections are tried from pods, by the Service's DNS name, one attempt each with a
-3 s timeout, repeated at most a bounded number of times while a policy change propagates.
+was started before it existed gets it here, as `up` would); on the project's kind node the same
+kube-router runs as a systemd unit (hack/kind_node); on an upstream kindest/node, kindnet does.
+Connections are tried from pods, by the Service's DNS name, one attempt each with a 3 s timeout,
+repeated at most a bounded number of times while a policy change propagates.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hack.cluster import netpol
+from hack.cluster import kind, netpol
 from hack.paths import paths
 from tests.e2e.incluster import CONNECT_ONCE, GET_ONCE, client_pod, run_python
 from tests.e2e.operator_support import (
@@ -42,6 +43,8 @@ def enforced(kubeconfig: Path) -> None:
     if kubeconfig == p.kubeconfig:
         netpol.ensure(p)
         assert netpol.synced() and netpol.hermetic_first()
+    elif kubeconfig == kind.kubeconfig() and kind.on_project_engine():
+        assert not kind.enforcer_problems(), kind.enforcer_problems()
 
 
 def pod_of(ns: str, name: str) -> str:
