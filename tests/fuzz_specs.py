@@ -1,5 +1,4 @@
-"""Generated TornadoService specs for fuzzing. Its e2e test (tests/e2e/test_operator_fuzz.py,
-on branch `fuzz`) is out of the suite until it passes on a quiet cluster.
+"""Generated TornadoService specs for the fuzz test (tests/e2e/test_operator_fuzz.py).
 
 Pure: no I/O, no cluster. Valid specs come from the CRD's own schema through hypothesis-jsonschema
 (`valid_specs`), invalid ones are one-constraint mutations of valid ones (`invalid_spec`), each

@@ -17,7 +17,16 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from tornado_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION, kopf_toggles, kubeapi, labels
+from tornado_operator import (
+    FIELD_MANAGER,
+    GROUP,
+    PLURAL,
+    VERSION,
+    kopf_relist,
+    kopf_toggles,
+    kubeapi,
+    labels,
+)
 from tornado_operator import settings as settings_mod
 from tornado_operator.autoscaling import daemon as autoscaling_daemon
 from tornado_operator.children import CHILD_KINDS
@@ -29,8 +38,10 @@ from tornado_operator.reconcile import Reconciler, instance_of, parent_of
 from tornado_operator.resources import POD, TORNADO_SERVICE, Resource
 
 JSONDict = dict[str, Any]
-# Before any watch starts: kopf's start-up wait is quadratic in the watched objects otherwise.
+# Before any watch starts: kopf's start-up wait is quadratic in the watched objects otherwise,
+# and a deletion missed while a watch was broken is never heard of.
 kopf_toggles.apply()
+kopf_relist.apply()
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +211,13 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
             "thousands of watched objects will be slow",
             getattr(kopf, "__version__", "?"),
             kopf_toggles.PATCHED_KOPF_VERSION,
+        )
+    if not kopf_relist.applied():
+        logger.warning(
+            "kopf %s is not the version kopf_relist was written for (%s): a child deleted while "
+            "a watch is broken (an API server restart) is not re-created",
+            getattr(kopf, "__version__", "?"),
+            kopf_relist.PATCHED_KOPF_VERSION,
         )
     cfg = memo.get("settings")
     if not isinstance(cfg, settings_mod.Settings):

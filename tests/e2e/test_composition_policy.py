@@ -108,9 +108,18 @@ def test_only_declared_callers_reach_b(ab: str, template_image: str) -> None:
     ns = ab
     host = f"b.{ns}.svc"
     a_pod = pod_of(ns, "a")
-    # One verified request first: A reaches B (its caller, allowed by B's policy).
-    got = run_python(ns, a_pod, GET_ONCE, f"http://{host}/")
-    assert got["status"] == 200 and "Hello, world!" in got["body"], got
+    # One verified request first, through the API server's proxy: B answers.
+    assert json.loads(http_get(ns, "b", "/"))["message"] == "Hello, world!"
+
+    # A reaches B (its caller, allowed by B's policy) once kube-router has put A's new pod into
+    # B's allowed set: it does so on the pod's event, a moment after the pod is Ready, and until
+    # then B's policy refuses it (CI saw ConnectionRefusedError on the first attempt).
+    def a_gets_b() -> dict[str, Any] | None:
+        got = run_python(ns, a_pod, GET_ONCE, f"http://{host}/")
+        return got if got["status"] == 200 else None
+
+    got = wait_for("A's new pod let in by B's policy", a_gets_b, 30, 2)
+    assert "Hello, world!" in got["body"], got
     assert connect(ns, a_pod, host)["outcome"] == "connected"
     # A pod that is no TornadoService calling B, nor in spec.ingress.from, is turned away.
     stranger = client_pod(ns, template_image, name="stranger")

@@ -21,6 +21,7 @@ from tests.e2e.operator_process import (
 from tests.e2e.operator_support import (
     apply,
     get,
+    kubectl,
     patch,
     tornadoservice,
     wait_for,
@@ -250,3 +251,39 @@ def test_sigkilled_replica_restarted_does_not_wait_for_its_own_record(
     assert resumed >= record_deadline - killed - 1
     assert resumed <= FAILOVER_BOUND
     assert replaced <= FAILOVER_BOUND + CONVERGE_MARGIN
+
+
+def test_a_child_deleted_while_paused_is_recreated_when_resumed(
+    namespace: str, operator_crds: None, template_image: str, tmp_path: Path
+) -> None:
+    """A paused replica's watches are closed, and on resuming it lists again: kopf alone would
+    never hear of an object deleted in between (kopf_relist.py), and the Deployment would stay
+    gone. The pause comes from a peer of higher priority written into the peering object, as a
+    standby sees the active replica."""
+    ns, peering = namespace, "tornado-operator-pause"
+    create_peering(ns, peering)
+    op = OperatorProcess(ns, peering, tmp_path / "replica.log")
+    try:
+        wait_for("operator active", op.is_active, 60)
+        apply(tornadoservice("paused", replicas=0), ns)
+        uid = wait_for("the Deployment", lambda: get("deployment", "paused", ns), 60)["metadata"][
+            "uid"
+        ]
+        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        higher = {"priority": 2**31, "lastseen": now, "lifetime": 120}
+        patch("kopfpeering", peering, ns, {"status": {"higher-peer": higher}})
+        wait_for("the replica paused", lambda: not op.is_active(), 30, 0.5)
+        kubectl("delete", "deployment", "paused", "-n", ns, "--wait=true")
+        assert get("deployment", "paused", ns) is None
+        patch("kopfpeering", peering, ns, {"status": {"higher-peer": None}})
+        wait_for("the replica resumed", op.is_active, 60, 0.5)
+
+        def recreated() -> bool:
+            dep = get("deployment", "paused", ns)
+            return dep is not None and dep["metadata"]["uid"] != uid
+
+        wait_for("the Deployment re-created", recreated, 30, 0.5)
+        assert "deleted while the watch was broken" in op.text()
+    finally:
+        op.stop()
+        print(f"--- {op.log.name} (exit {op.proc.returncode}) ---\n{op.text()[-6000:]}")
