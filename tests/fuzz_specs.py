@@ -63,12 +63,11 @@ def _regex(pattern: str) -> st.SearchStrategy[str]:
     return st.from_regex(pattern, fullmatch=True)
 
 
-def _port_suffix() -> st.SearchStrategy[str]:
-    # Every port the CRD's patterns allow ([0-9]{1,5}), the corners more often.
-    port = st.one_of(
-        st.sampled_from([0, 1, 80, 443, 6379, 65535, 65536, 99999]),
-        st.integers(0, 99999),
-    )
+def _port_suffix(low: int = 0, high: int = 99999) -> st.SearchStrategy[str]:
+    # Every port the CRD's pattern allows, the corners more often: an upstream URL's pattern
+    # takes any five digits, a broker's only 1-65535.
+    corners = [p for p in (0, 1, 80, 443, 6379, 65535, 65536, 99999) if low <= p <= high]
+    port = st.one_of(st.sampled_from(corners), st.integers(low, high))
     return st.one_of(st.just(""), port.map(lambda p: f":{p}"))
 
 
@@ -84,7 +83,7 @@ def _upstream_url(draw: st.DrawFn) -> str:
 def _loopback_broker(draw: st.DrawFn) -> str:
     host = draw(st.sampled_from(["127.0.0.1", "localhost", "127.3.2.1"]))
     db = draw(st.one_of(st.just(""), st.integers(0, 99).map(lambda d: f"/{d}")))
-    return f"redis://{host}{draw(_port_suffix())}{db}"
+    return f"redis://{host}{draw(_port_suffix(1, 65535))}{db}"
 
 
 # A quantity in the shape people write it; the CRD's own pattern is drawn as well.

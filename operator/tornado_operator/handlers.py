@@ -391,9 +391,8 @@ async def autoscaler(
 ) -> None:
     if namespace:
         pods = _reconciler(memo).observed.pods  # the pod index, no API call
-        await autoscaling_daemon.run(
-            namespace, name, body, stopped, memo["autoscaling"], pods, logger
-        )
+        flag = autoscaling_daemon.KopfStopped(stopped)
+        await autoscaling_daemon.run(namespace, name, body, flag, memo["autoscaling"], pods, logger)
 
 
 autoscaling_daemon.without_finalizer("autoscaler")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
+from tornado_operator import consumer
 from tornado_operator.autoscaling import broker as broker_mod
 from tornado_operator.autoscaling.broker import BrokerReader
 
@@ -163,3 +164,16 @@ def test_group_answer_parsing() -> None:
     )
     assert reading.ok and reading.lag is None and reading.backlog is None
     assert "lag unknown" in reading.message and reading.time == 5.0
+
+
+async def test_a_broker_url_no_client_takes_is_a_reading_not_an_exception() -> None:
+    # The CRD refuses such ports now; an object stored before that still gets a status.
+    reader = BrokerReader()
+    try:
+        reading = await reader.read("redis://localhost:65536/0", "orders", "billing")
+    finally:
+        await reader.close()
+    assert reading.reason == consumer.BROKER_ERROR
+    assert "spec.consumer.broker 'redis://localhost:65536/0' is not a usable Redis URL" in (
+        reading.message
+    )

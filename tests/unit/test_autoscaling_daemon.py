@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -518,3 +519,58 @@ def test_without_finalizer_needs_the_daemon_to_exist() -> None:
     daemon.without_finalizer("mine", registry)
     [after] = registry._spawning.get_all_handlers()
     assert after.requires_finalizer is False and after.fn is mine
+
+
+# -- the stop flag's wait, as the daemon gets it from kopf -------------------------------------
+
+
+async def test_the_stop_flag_waits_its_time_or_until_stopped() -> None:
+    stopper = DaemonStopper()
+    flag = daemon.KopfStopped(stopper.async_waiter)
+    t0 = time.monotonic()
+    await flag.wait(0.05)
+    assert 0.04 <= time.monotonic() - t0 < 1 and not flag
+    asyncio.get_running_loop().call_later(0.05, stopper.set, WHY.OPERATOR_EXITING)
+    t0 = time.monotonic()
+    await flag.wait(30)
+    assert time.monotonic() - t0 < 1 and flag and flag.reason == WHY.OPERATOR_EXITING
+
+
+async def test_a_daemon_cancelled_while_waiting_is_cancelled() -> None:
+    # kopf cancels a daemon that did not stop in time: the wait must not turn that into a
+    # normal return (the daemon would tick on) nor into a TimeoutError.
+    for delay in (0.0, 0.01, 0.02, 0.03):
+        flag = daemon.KopfStopped(DaemonStopper().async_waiter)
+        task = asyncio.create_task(flag.wait(0.02 if delay < 0.02 else 30))
+        await asyncio.sleep(delay)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+class ClosingKube(FakeKube):
+    """The operator exits during a tick: its cleanup closes the clients, the request fails."""
+
+    def __init__(self) -> None:
+        super().__init__(replicas=2)
+        self.rt: daemon.Runtime | None = None
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
+        assert self.rt is not None
+        self.calls.append((method, path.removeprefix(BASE), kwargs.get("body"), ""))
+        await self.rt.close()
+        raise RuntimeError("Session is closed")  # what aiohttp says of a closed session
+
+
+def test_a_tick_cut_short_by_the_operator_exiting_is_not_a_bug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube = ClosingKube()
+    scraper = Script([{"web-a": 5.0}])
+    clock = Clock()
+    rt, posted = runtime(kube, scraper, clock)
+    kube.rt = rt
+    with caplog.at_level(logging.INFO):
+        _, _, stopped = run_daemon(body(), kube, scraper, 5, [pod("web-a", "1")], rt=rt)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert stopped.waits == [] and len(kube.calls) == 1 and posted == []  # it stopped there

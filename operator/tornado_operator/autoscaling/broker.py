@@ -135,10 +135,18 @@ class BrokerReader:
     async def read(self, broker: str, stream: str, group: str) -> Reading:
         """One XINFO GROUPS of `stream`, as the Reading for `group`. Never raises for broker
         trouble: that is what the Reading says."""
+        try:
+            client = self._client(broker)
+        except ValueError as exc:  # the CRD's pattern should keep such URLs out; say so if not
+            return Reading(
+                consumer.BROKER_ERROR,
+                f"spec.consumer.broker {broker!r} is not a usable Redis URL: {exc}",
+                self.clock(),
+            )
         async with self._limit:
             try:
                 async with asyncio.timeout(self.timeout * 2):
-                    groups = await self._client(broker).xinfo_groups(stream)
+                    groups = await client.xinfo_groups(stream)
             except (RedisError, OSError, TimeoutError) as exc:
                 return reading_from_error(exc, stream=stream, broker=broker, now=self.clock())
         return reading_from_groups(

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -123,6 +124,31 @@ class Stopped(Protocol):
 
     @property
     def reason(self) -> kopf.DaemonStoppingReason | None: ...
+
+
+class KopfStopped:
+    """kopf's `stopped` flag of a daemon, with a `wait(n)` of our own. kopf 1.45.2's runs
+    `asyncio.wait_for` in a task of its own. When the operator exits, kopf cancels the daemons
+    that did not stop in time and then awaits every task still left, raising what they raised: a
+    wait task that ended in its own TimeoutError there made the operator's exit fail (the fuzz
+    test's did, with a dozen consumer daemons running). Here the time limit is `asyncio.timeout`
+    on the daemon's own task, which tells its expiry from a cancellation, and kopf's wait runs
+    with no time limit, so it has no TimeoutError to leave behind."""
+
+    def __init__(self, stopped: kopf.DaemonStopped) -> None:
+        self._stopped = stopped
+
+    def __bool__(self) -> bool:
+        return bool(self._stopped)
+
+    @property
+    def reason(self) -> kopf.DaemonStoppingReason | None:
+        return self._stopped.reason
+
+    async def wait(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (kopf's)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(None if timeout is None else max(0.0, timeout)):
+                await self._stopped.wait()
 
 
 class Closeable(ScrapesPods, Protocol):
@@ -284,6 +310,9 @@ class Runtime:
         # broker URL -> the consumers reading it: its client is closed when the last one goes.
         self._brokers: dict[str, set[Key]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Set when the operator exits: kopf runs its cleanup (closing the clients) before it
+        # cancels the daemons it could not stop, so a tick may still be under way.
+        self.closed = False
 
     async def use_broker(self, key: Key, url: str | None) -> None:
         """`key` reads `url` now (None: no broker at all); a URL nobody reads is forgotten."""
@@ -338,6 +367,7 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        self.closed = True
         await self.scraper.close()
         await self.broker.close()
 
@@ -428,7 +458,7 @@ async def run(
     service.consumer_previous = _status_block(body, "consumer")
     try:
         next_at = runtime.clock()
-        while not stopped and not service.gone:
+        while not stopped and not service.gone and not runtime.closed:
             later: float | None = None
             try:
                 later = await tick(service, runtime, pods_of)
@@ -447,13 +477,15 @@ async def run(
                     ),
                 )
             except Exception as exc:  # a bug: say so (with the traceback), keep autoscaling
+                if runtime.closed:
+                    break  # the operator is exiting: the tick lost its clients, not a bug
                 if service.notes.due("bug", runtime.clock(), type(exc)):
                     log.exception("autoscaler tick of %s failed", service.label)
             next_at += runtime.interval if later is None else max(runtime.interval, later)
             now = runtime.clock()
             if next_at < now:  # a slow tick: start the next one now, do not catch up
                 next_at = now
-            if not service.gone:
+            if not service.gone and not runtime.closed:
                 await stopped.wait(next_at - now)
     finally:
         if service.decider is not None:  # never another daemon's (a same-named successor's)
@@ -465,6 +497,8 @@ async def run(
     if service.gone:
         log.info("%s is gone: its autoscaler stops", service.label)
         return
+    if runtime.closed:
+        return  # the operator is exiting: status stays as it is for the next one
     if clears_status(stopped.reason):
         try:
             cleared: JSONDict = {"autoscaling": None}

@@ -218,7 +218,8 @@ class Monitor:
                 logger.exception("upstream monitor tick failed")
             delay = max(0.0, self.interval - (self.clock() - started))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+                async with asyncio.timeout(delay):  # unlike wait_for, never eats a cancel
+                    await stop.wait()
 
     async def tick(self) -> None:
         keys = list(self.callers())
