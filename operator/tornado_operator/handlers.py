@@ -33,7 +33,7 @@ from tornado_operator.children import CHILD_KINDS
 from tornado_operator.composition import monitor as upstream_monitor
 from tornado_operator.composition import spec as composition
 from tornado_operator.kubeapi import Kube
-from tornado_operator.observed import Observed, resource_version, slim
+from tornado_operator.observed import Observed, compact, resource_version, slim
 from tornado_operator.reconcile import Reconciler, instance_of, parent_of
 from tornado_operator.resources import POD, TORNADO_SERVICE, Resource
 
@@ -85,38 +85,41 @@ def _slim_pod(body: Mapping[str, Any]) -> JSONDict:
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     spec = body.get("spec") or {}
-    return {
-        "metadata": {
-            k: meta[k]
-            for k in (
-                "name",
-                "namespace",
-                "uid",
-                "resourceVersion",
-                "labels",
-                "ownerReferences",
-                "deletionTimestamp",
-            )
-            if k in meta
-        },
-        "spec": {
-            "containers": [
-                {"name": c.get("name"), "ports": c.get("ports") or []}
-                for c in spec.get("containers") or []
-            ]
-        },
-        "status": {
-            k: status[k]
-            for k in (
-                "phase",
-                "podIP",
-                "conditions",
-                "containerStatuses",
-                "initContainerStatuses",
-            )
-            if k in status
-        },
-    }
+    kept: JSONDict = compact(
+        {
+            "metadata": {
+                k: meta[k]
+                for k in (
+                    "name",
+                    "namespace",
+                    "uid",
+                    "resourceVersion",
+                    "labels",
+                    "ownerReferences",
+                    "deletionTimestamp",
+                )
+                if k in meta
+            },
+            "spec": {
+                "containers": [
+                    {"name": c.get("name"), "ports": c.get("ports") or []}
+                    for c in spec.get("containers") or []
+                ]
+            },
+            "status": {
+                k: status[k]
+                for k in (
+                    "phase",
+                    "podIP",
+                    "conditions",
+                    "containerStatuses",
+                    "initContainerStatuses",
+                )
+                if k in status
+            },
+        }
+    )
+    return kept
 
 
 @kopf.index(GROUP, VERSION, PLURAL, id=PARENT_INDEX)

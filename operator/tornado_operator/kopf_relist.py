@@ -25,6 +25,8 @@ from typing import Any
 import kopf
 from kopf._cogs.clients import watching
 
+from tornado_operator.observed import compact
+
 PATCHED_KOPF_VERSION = "1.45.2"
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,10 @@ _delivered: dict[tuple[Any, Any], dict[str, JSONDict]] = {}
 def skeleton(obj: JSONDict) -> JSONDict:
     meta = obj.get("metadata") or {}
     kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
-    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept}
+    skeleton: JSONDict = compact(
+        {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept}
+    )
+    return skeleton
 
 
 def _uid(obj: JSONDict) -> str | None:

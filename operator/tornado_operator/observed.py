@@ -13,6 +13,7 @@ fresher of two copies of one object; when either is not a number, the watch's co
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -36,11 +37,32 @@ def resource_version(obj: JSONDict | None) -> int:
         return -1
 
 
+# Strings up to this long are shared (interned) in kept copies: keys, and values such as "TCP",
+# "IfNotPresent" or a label that every object repeats. Longer ones are mostly unique.
+SHARED_STRING_MAX = 32
+
+
+def compact(value: Any) -> Any:
+    """A copy of a decoded JSON value whose short strings are shared with every other copy.
+
+    Each watch event is decoded on its own, so every kept object has its own copy of each key
+    ("metadata", "containers", "readinessProbe", ...): about half of a Deployment's memory
+    (19 KiB per Deployment, 10 KiB compacted; measured with tracemalloc on a rendered one)."""
+    if isinstance(value, Mapping):
+        return {sys.intern(str(k)): compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= SHARED_STRING_MAX:
+        return sys.intern(value)
+    return value
+
+
 def slim(body: Mapping[str, Any]) -> JSONDict:
-    """The object without managedFields: they are most of an object's size, and unread. What
-    the operator keeps of every object, watched or written."""
+    """The object without managedFields (most of an object's size, and unread), compacted.
+    What the operator keeps of every object, watched or written."""
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
-    return {**body, "metadata": meta}
+    kept: JSONDict = compact({**body, "metadata": meta})
+    return kept
 
 
 class Observed:

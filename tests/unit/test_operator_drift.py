@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 from tornado_operator import DEFAULT_IMAGE, drift, validation
+from tornado_operator import observed as observed_mod
 from tornado_operator.children import render_children
 from tornado_operator.observed import Observed
 from tornado_operator.rendering import Parent
@@ -152,3 +154,26 @@ def test_a_terminating_namespace_is_remembered_for_older_objects_only() -> None:
     assert observed.terminating("ns", 0.0)
     assert not observed.terminating("ns", 4102444800.0)  # made after: a new namespace
     assert not observed.terminating("other", 0.0)
+
+
+def test_kept_copies_share_their_short_strings() -> None:
+    # Two objects decoded apart, as two watch events are.
+    text = json.dumps(
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "web", "managedFields": [{"manager": "x"}]},
+            "spec": {"template": {"spec": {"containers": [{"imagePullPolicy": "IfNotPresent"}]}}},
+            "note": "x" * (observed_mod.SHARED_STRING_MAX + 1),
+        }
+    )
+    a, b = observed_mod.slim(json.loads(text)), observed_mod.slim(json.loads(text))
+    assert a == json.loads(text) | {"metadata": {"name": "web"}}
+    (ka,) = [k for k in a["spec"] if k == "template"]
+    (kb,) = [k for k in b["spec"] if k == "template"]
+    assert ka is kb  # one key string for every copy
+
+    def policy(o: dict[str, Any]) -> str:
+        return str(o["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"])
+
+    assert policy(a) is policy(b)
+    assert a["note"] == b["note"] and a["note"] is not b["note"]  # long values stay apart
