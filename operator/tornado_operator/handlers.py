@@ -33,7 +33,13 @@ from tornado_operator.children import CHILD_KINDS
 from tornado_operator.composition import monitor as upstream_monitor
 from tornado_operator.composition import spec as composition
 from tornado_operator.kubeapi import Kube
-from tornado_operator.observed import Observed, compact, resource_version, slim
+from tornado_operator.observed import (
+    KOPF_DIFFBASE_KEY,
+    Observed,
+    compact,
+    resource_version,
+    slim,
+)
 from tornado_operator.reconcile import Reconciler, instance_of, parent_of
 from tornado_operator.resources import POD, TORNADO_SERVICE, Resource
 
@@ -230,7 +236,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
     # unknown status fields, and annotations survive any CRD schema.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+        prefix=GROUP, key=KOPF_DIFFBASE_KEY
     )
     settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"  # never added: no delete handlers
     # No namespace/CRD listing: least privilege, and --namespace values are exact names.

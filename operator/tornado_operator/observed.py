@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from tornado_operator import GROUP
+
 JSONDict = dict[str, Any]
 Key = tuple[str, str, str]  # kind, namespace, name
 # (kind, namespace, name) -> the watched object, or None; (namespace, instance) -> its pods.
@@ -57,10 +59,22 @@ def compact(value: Any) -> Any:
     return value
 
 
+# The annotation (under GROUP/) where kopf keeps the spec it last handled: its diff base.
+KOPF_DIFFBASE_KEY = "last-handled-configuration"
+# Whole copies of a spec that no reconcile reads: kopf reads its diff base from the event itself.
+UNREAD_ANNOTATIONS = frozenset(
+    {"kubectl.kubernetes.io/last-applied-configuration", f"{GROUP}/{KOPF_DIFFBASE_KEY}"}
+)
+
+
 def slim(body: Mapping[str, Any]) -> JSONDict:
-    """The object without managedFields (most of an object's size, and unread), compacted.
-    What the operator keeps of every object, watched or written."""
+    """The object without managedFields (most of an object's size) and the annotations that
+    copy a whole spec, all unread; compacted. What the operator keeps of every object, watched
+    or written."""
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    annotations = meta.get("annotations")
+    if annotations and not UNREAD_ANNOTATIONS.isdisjoint(annotations):
+        meta["annotations"] = {k: v for k, v in annotations.items() if k not in UNREAD_ANNOTATIONS}
     kept: JSONDict = compact({**body, "metadata": meta})
     return kept
 

@@ -177,3 +177,22 @@ def test_kept_copies_share_their_short_strings() -> None:
 
     assert policy(a) is policy(b)
     assert a["note"] == b["note"] and a["note"] is not b["note"]  # long values stay apart
+
+
+def test_kept_copies_leave_out_the_annotations_that_copy_a_spec() -> None:
+    kopf_key = f"tornado-operator.dev/{observed_mod.KOPF_DIFFBASE_KEY}"
+    body = {
+        "metadata": {
+            "name": "web",
+            "annotations": {
+                kopf_key: '{"spec": {}}',
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                drift.HASH_ANNOTATION: "abc",
+                "team": "shop",
+            },
+        },
+        "spec": {"replicas": 1},
+    }
+    kept = observed_mod.slim(body)
+    assert kept["metadata"]["annotations"] == {drift.HASH_ANNOTATION: "abc", "team": "shop"}
+    assert kopf_key in body["metadata"]["annotations"]  # the event itself is left as it was
