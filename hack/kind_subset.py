@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
+from hack import procs
 from hack.cluster import kind
 from hack.kind_node import image, kind_bin
 from hack.paths import REPO, paths
@@ -63,19 +64,15 @@ def kind_tmpdir() -> Path:
 def machine_lock(path: Path, timeout: float = LOCK_WAIT) -> Iterator[None]:
     """One kind subset at a time on this machine (they would share the kind cluster)."""
     with open(path, "w") as f:
-        deadline = time.monotonic() + timeout
-        told = False
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{path} stayed locked for {timeout:.0f}s") from None
-                if not told:
-                    print(f"waiting for another kind subset on this machine ({path})", flush=True)
-                    told = True
-                time.sleep(5)
+        procs.take_flock(
+            f,
+            path,
+            timeout,
+            poll=5,
+            waiting=lambda: print(
+                f"waiting for another kind subset on this machine ({path})", flush=True
+            ),
+        )
         try:
             yield
         finally:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from hack import procs
 from hack.paths import REPO, paths
 
 CHART = REPO / "charts" / "tornado-operator"
@@ -286,15 +287,7 @@ def operator_lock(timeout: float = 1800) -> Iterator[None]:
             _held -= 1
         return
     with open(E2E_LOCK, "w") as f:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LockTimeout(f"{E2E_LOCK} stayed locked for {timeout:.0f}s") from None
-                time.sleep(2)
+        procs.take_flock(f, E2E_LOCK, timeout, error=LockTimeout)
         _held = 1
         try:
             yield

@@ -3,18 +3,46 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from hack.paths import Paths
 
 
 class StartError(RuntimeError):
     """A component did not come up; the message carries its log tail."""
+
+
+def take_flock(
+    f: IO[str],
+    path: Path,
+    timeout: float,
+    *,
+    poll: float = 2,
+    waiting: Callable[[], None] | None = None,
+    error: type[TimeoutError] = TimeoutError,
+) -> None:
+    """Take an exclusive lock on the open file `f` (at `path`), polling every `poll` seconds;
+    `waiting` is called once if it must wait, `error` raised after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise error(f"{path} stayed locked for {timeout:.0f}s") from None
+            if waiting is not None and not told:
+                waiting()
+                told = True
+            time.sleep(poll)
 
 
 def pid_of(p: Paths, name: str) -> int | None:

@@ -214,20 +214,19 @@ async def login(**_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
-    if not kopf_toggles.applied():
-        logger.warning(
-            "kopf %s is not the version kopf_toggles was written for (%s): start-up with "
-            "thousands of watched objects will be slow",
-            getattr(kopf, "__version__", "?"),
-            kopf_toggles.PATCHED_KOPF_VERSION,
-        )
-    if not kopf_relist.applied():
-        logger.warning(
-            "kopf %s is not the version kopf_relist was written for (%s): a child deleted while "
-            "a watch is broken (an API server restart) is not re-created",
-            getattr(kopf, "__version__", "?"),
-            kopf_relist.PATCHED_KOPF_VERSION,
-        )
+    patches = (
+        (kopf_toggles, "start-up with thousands of watched objects will be slow"),
+        (kopf_relist, "a child deleted while a watch is broken (an API server restart) stays gone"),
+    )
+    for patch, without in patches:
+        if not patch.applied():
+            logger.warning(
+                "kopf %s is not the version %s was written for (%s): %s",
+                getattr(kopf, "__version__", "?"),
+                patch.__name__.rsplit(".", 1)[-1],
+                patch.PATCHED_KOPF_VERSION,
+                without,
+            )
     cfg = memo.get("settings")
     if not isinstance(cfg, settings_mod.Settings):
         # kopf loaded this module itself (`kopf run -m`): no CLI put settings in the memo.
