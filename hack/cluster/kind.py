@@ -245,8 +245,8 @@ def up(pull: bool = True) -> Path:
     create += ["--wait", "180s"]
     kind = kind_binary()
     if usable(pull):
-        config = str(REPO / "kind-config.yaml")
-        subprocess.run([str(kind), *create, "--config", config], check=True)
+        user_config = REPO / "kind-config.yaml"
+        subprocess.run([str(kind), *create, "--config", str(user_config)], check=True)
         return kc
     # No pinned kindest/node here: the project's node image on the project's engine.
     if not (kind_bin() / "kind").exists():
