@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from hack import images
@@ -34,7 +35,11 @@ def test_a_running_containerd_and_a_missing_file_are_left_alone(tmp_path: Path) 
     shutil.copy2("/bin/sleep", exe)
     proc = subprocess.Popen([str(exe), "30"])
     try:
-        assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "containerd"
+        comm = Path(f"/proc/{proc.pid}/comm")
+        deadline = time.monotonic() + 10  # until the child has exec'd (bounded)
+        while comm.read_text().strip() != "containerd" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert comm.read_text().strip() == "containerd"
         pid_file.write_text(f"{proc.pid}\n")
         assert not images._clear_stale_containerd_pid(pid_file) and pid_file.exists()
     finally:
