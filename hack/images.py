@@ -42,6 +42,32 @@ def _docker(*args: str, check: bool = True, **kw: object) -> subprocess.Complete
     return procs.run(["docker", *args], check=check, **kw)
 
 
+# The containerd a stopped dockerd ran: its pid file may outlive it.
+DOCKERD_CONTAINERD_PID = Path("/var/run/docker/containerd/containerd.pid")
+
+
+def _clear_stale_containerd_pid(pid_file: Path = DOCKERD_CONTAINERD_PID) -> bool:
+    """Remove the pid file of dockerd's containerd when that pid is no containerd (True if so).
+
+    A dockerd that finds the pid alive takes its containerd for running ("libcontainerd:
+    containerd is still running"), waits for a socket nobody opens and exits with "timeout
+    waiting for containerd to start". The pid may be anything's by then: kill(pid, 0), which
+    dockerd asks, also answers for a thread (seen: a thread of a local cluster's pause process).
+    """
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        comm = ""
+    if comm == "containerd":
+        return False
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
 def ensure_docker(p: Paths | None = None) -> None:
     """Start dockerd when no engine answers (machines without a service manager)."""
     p = p or paths()
@@ -51,6 +77,7 @@ def ensure_docker(p: Paths | None = None) -> None:
         raise RuntimeError(
             "Docker is not installed: run `make prereqs` (apt-get install docker.io)."
         )
+    _clear_stale_containerd_pid()
     procs.start(p, "dockerd", ["dockerd", "--host", "unix:///var/run/docker.sock"])
     procs.wait_until(
         p,

@@ -9,6 +9,10 @@ Two ways, chosen by `up`:
   module proxy. `down` deletes the cluster and stops that engine. That node runs kube-router's
   firewall as the local cluster does (hack/kind_node/files/kube-router-firewall): `up` waits
   for its first sync and for the node's hermetic chain ahead of it (`enforcer_problems`).
+  Its pod and Service subnets are the image's (`project_config`: kind-config.yaml with
+  networking.podSubnet and serviceSubnet set), and `up` routes both from the host to the node
+  over kind's bridge on that engine (`ROUTED`, `ensure_routes`), so the host reaches pod and
+  Service IPs as it does the local cluster's; `down` deletes the routes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 from hack import procs
 from hack.cluster import addons, netpol
@@ -42,6 +48,82 @@ def node_image() -> str:
         if line.startswith("image:"):
             return line.split(":", 1)[1].strip().strip("\"'")
     raise RuntimeError("kind-config.yaml names no node image")
+
+
+def project_config() -> str:
+    """kind-config.yaml for the project's node image: its pod and Service subnets set (kind's
+    defaults stay in the user-facing file; the image's Service range is not kind's 10.96.0.0/16,
+    which the local cluster uses too). kubeadm takes both, kube-proxy its clusterCIDR."""
+    cfg = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    networking = cfg.setdefault("networking", {})
+    networking["podSubnet"] = node_image_builder.POD_SUBNET
+    networking["serviceSubnet"] = node_image_builder.SERVICE_SUBNET
+    text: str = yaml.safe_dump(cfg, sort_keys=False)
+    return "# Made by hack/cluster/kind.py from kind-config.yaml; do not edit.\n" + text
+
+
+# The node's subnets the host routes to the node (its address on kind's network), on kind's
+# bridge of the project's engine only: nothing else on the machine routes them.
+ROUTED = (node_image_builder.POD_SUBNET, node_image_builder.SERVICE_SUBNET)
+
+
+def route_commands(node_ip: str) -> list[list[str]]:
+    """`ip route replace` for each of ROUTED via `node_ip` (replace: `up` may run again)."""
+    return [
+        ["ip", "route", "replace", subnet, "via", node_ip, "dev", engine.KIND_BRIDGE]
+        for subnet in ROUTED
+    ]
+
+
+def unroute_commands() -> list[list[str]]:
+    """`ip route del` for each of ROUTED on kind's bridge (a route elsewhere is not ours)."""
+    return [["ip", "route", "del", subnet, "dev", engine.KIND_BRIDGE] for subnet in ROUTED]
+
+
+def node_ip() -> str:
+    """The project's node's address on kind's network."""
+    r = engine.docker(
+        "inspect", "--format",
+        f'{{{{(index .NetworkSettings.Networks "{engine.KIND_NETWORK}").IPAddress}}}}', NODE,
+        timeout=60,
+    )  # fmt: skip
+    ip = r.stdout.strip()
+    if not ip:
+        raise RuntimeError(f"{NODE} has no address on the {engine.KIND_NETWORK!r} network")
+    return ip
+
+
+def routes() -> dict[str, str]:
+    """The host's routes on kind's bridge for ROUTED, by subnet: the gateway each goes via."""
+    r = subprocess.run(
+        ["ip", "-4", "route", "show", "dev", engine.KIND_BRIDGE],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    out: dict[str, str] = {}
+    for line in r.stdout.splitlines():
+        words = line.split()
+        if words and words[0] in ROUTED and "via" in words:
+            out[words[0]] = words[words.index("via") + 1]
+    return out
+
+
+def ensure_routes() -> dict[str, str]:
+    """Route ROUTED from the host to the project's node (idempotent); the routes, by subnet."""
+    ip = node_ip()
+    for cmd in route_commands(ip):
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError(f"{shlex.join(cmd)}: {r.stderr.strip()}")
+    found = routes()
+    if found != dict.fromkeys(ROUTED, ip):
+        raise RuntimeError(f"routes to {NODE} not in place: {found}")
+    return found
+
+
+def remove_routes() -> None:
+    """Delete the routes `ensure_routes` added; nothing happens if they (or the bridge) are gone."""
+    for cmd in unroute_commands():
+        subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
 
 
 def kind_binary() -> str | None:
@@ -153,24 +235,18 @@ def up(pull: bool = True) -> Path:
     kc = kubeconfig()
     kc.parent.mkdir(parents=True, exist_ok=True)
     if running():
-        r = _kind("get", "kubeconfig", "--name", KIND_CLUSTER, project_engine=on_project_engine())
+        project = on_project_engine()
+        r = _kind("get", "kubeconfig", "--name", KIND_CLUSTER, project_engine=project)
         kc.write_text(r.stdout)
+        if project:
+            ensure_routes()
         return kc
-    create = [
-        "create",
-        "cluster",
-        "--name",
-        KIND_CLUSTER,
-        "--config",
-        str(REPO / "kind-config.yaml"),
-        "--kubeconfig",
-        str(kc),
-        "--wait",
-        "180s",
-    ]
+    create = ["create", "cluster", "--name", KIND_CLUSTER, "--kubeconfig", str(kc)]
+    create += ["--wait", "180s"]
     kind = kind_binary()
     if usable(pull):
-        subprocess.run([str(kind), *create], check=True)
+        user_config = REPO / "kind-config.yaml"
+        subprocess.run([str(kind), *create, "--config", str(user_config)], check=True)
         return kc
     # No pinned kindest/node here: the project's node image on the project's engine.
     if not (kind_bin() / "kind").exists():
@@ -181,9 +257,14 @@ def up(pull: bool = True) -> Path:
     engine.ensure_kind_network()
     if not Path("/lib/modules").exists():
         _LIB_MODULES_MARK.write_text("")
+    config = engine.RUN / "kind-config.yaml"
+    config.write_text(project_config())
     subprocess.run(
-        [str(kind_bin() / "kind"), *create, "--image", ref], env=engine.env(), check=True
+        [str(kind_bin() / "kind"), *create, "--config", str(config), "--image", ref],
+        env=engine.env(),
+        check=True,
     )
+    ensure_routes()
     wait_for_enforcer()
     # metrics-server, as on the local cluster (its image is preloaded in the node).
     kubectl("apply", "-f", "-", input=addons.METRICS_SERVER, kubeconfig=kc)
@@ -205,7 +286,9 @@ def up(pull: bool = True) -> Path:
 
 
 def down(stop_engine: bool = True) -> None:
-    """Delete the kind cluster, and (`stop_engine`) stop the project's engine."""
+    """Delete the kind cluster and the host's routes to it, and (`stop_engine`) stop the
+    project's engine."""
+    remove_routes()
     if on_project_engine():
         _kind("delete", "cluster", "--name", KIND_CLUSTER, project_engine=True, check=False)
     elif KIND_CLUSTER in _clusters(project_engine=False):

@@ -52,10 +52,14 @@ from hack.paths import KUBERNETES_VERSION, VERSIONS, Paths, paths
 HERE = Path(__file__).resolve().parent
 FILES = HERE / "files"
 REPOSITORY = "tornado-operator.local/kind-node"
-# kind's default pod and Service subnets (kind-config.yaml keeps them); the static CNI
-# configuration is for one node, and kube-router is told the Service range.
+# The node's pod and Service subnets, the one place that names them: hack/cluster/kind.py gives
+# them to `kind create cluster` (networking.podSubnet and serviceSubnet: kubeadm's, kube-proxy's
+# clusterCIDR), the static CNI configuration (one node) and the hermetic chain take them from
+# here, kube-router is told the Service range, and `up` routes both from the host to the node.
+# The pod subnet is kind's default; the Service subnet is not (kind's 10.96.0.0/16 is the local
+# cluster's too, hack/paths.py SERVICE_CIDR, whose hermetic rules reject it on the host).
 POD_SUBNET = "10.244.0.0/16"
-SERVICE_SUBNET = "10.96.0.0/16"
+SERVICE_SUBNET = "10.97.0.0/16"
 # The node's hermetic chain (files/entrypoint) and the jump to it that files/kube-router-firewall
 # keeps first in kube-router's FORWARD and OUTPUT chains, as `iptables -S` prints it.
 HERMETIC_CHAIN = "TORNADO-NODE-HERMETIC"
@@ -420,7 +424,9 @@ def _install_node_files(p: Paths, root: Path, pause_image: str) -> None:
     (root / "usr/local/sbin").mkdir(parents=True, exist_ok=True)
     shutil.copy2(engine.runtime_binary(p), root / "usr/local/sbin/runc-nosysresource")
     entrypoint = root / "usr/local/bin/entrypoint"
-    entrypoint.write_text(_template("entrypoint", POD_SUBNET=POD_SUBNET))
+    entrypoint.write_text(
+        _template("entrypoint", POD_SUBNET=POD_SUBNET, SERVICE_SUBNET=SERVICE_SUBNET)
+    )
     entrypoint.chmod(0o755)
     (root / "etc/containerd/config.toml").write_text(
         _template("containerd.toml", PAUSE_IMAGE=pause_image)

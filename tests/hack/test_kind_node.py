@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import os
 import shlex
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hack.cluster import netpol
+from hack.cluster import kind, netpol
 from hack.kind_node import engine, image
-from hack.paths import NODE_NAME, REPO, Paths, paths
+from hack.paths import NODE_IP, NODE_NAME, POD_CIDR, REPO, SERVICE_CIDR, Paths, paths
 
 
 def test_engine_is_its_own_and_adds_no_iptables_rules() -> None:
@@ -88,12 +89,48 @@ def test_kube_router_runs_with_the_local_clusters_flags() -> None:
     assert not any(str(paths().state) in a or NODE_NAME in a for a in args)
 
 
-def test_kind_config_keeps_the_subnets_the_image_assumes() -> None:
-    """The static CNI, the hermetic chain and kube-router's Service range are kind's defaults."""
+def test_kind_config_keeps_kinds_defaults_and_the_project_config_the_images() -> None:
+    """The user-facing file keeps kind's subnets; the project's node is given the image's
+    (the static CNI, the hermetic chain and kube-router's Service range assume them)."""
     cfg = yaml.safe_load((REPO / "kind-config.yaml").read_text())
     networking = cfg.get("networking") or {}
     assert "podSubnet" not in networking and "serviceSubnet" not in networking
     assert len(cfg["nodes"]) == 1  # the static CNI and kube-router's admin.conf: one node
+    project = yaml.safe_load(kind.project_config())
+    assert project["networking"] == {
+        **networking,
+        "podSubnet": image.POD_SUBNET,
+        "serviceSubnet": image.SERVICE_SUBNET,
+    }
+    assert project["nodes"] == cfg["nodes"]
+
+
+def test_the_nodes_subnets_are_no_one_elses() -> None:
+    """Neither the local cluster's (its Service range is kind's default) nor the engine's."""
+    kind_nets = [ipaddress.ip_network(n) for n in (image.POD_SUBNET, image.SERVICE_SUBNET)]
+    others = [POD_CIDR, SERVICE_CIDR, f"{NODE_IP}/32", engine.KIND_SUBNET, engine.BRIDGE_ADDRESS]
+    for net in kind_nets:
+        for other in others:
+            assert not net.overlaps(ipaddress.ip_network(other, strict=False)), (net, other)
+    entrypoint = (image.FILES / "entrypoint").read_text()
+    assert "-d @SERVICE_SUBNET@ -p tcp" in entrypoint and "-d @POD_SUBNET@ -j RETURN" in entrypoint
+    # The Service range's rejects come before anything the chain lets through.
+    assert entrypoint.index("-d @SERVICE_SUBNET@") < entrypoint.index("-j RETURN")
+
+
+def test_the_host_routes_the_nodes_subnets_over_kinds_bridge_only() -> None:
+    assert kind.ROUTED == (image.POD_SUBNET, image.SERVICE_SUBNET)
+    via = ["via", "10.231.0.2", "dev", "tornado-kind1"]
+    assert kind.route_commands("10.231.0.2") == [
+        ["ip", "route", "replace", image.POD_SUBNET, *via],
+        ["ip", "route", "replace", image.SERVICE_SUBNET, *via],
+    ]
+    assert ipaddress.ip_address("10.231.0.2") in ipaddress.ip_network(engine.KIND_SUBNET)
+    # `down` deletes them on that bridge only (a route to those subnets elsewhere is not ours).
+    assert kind.unroute_commands() == [
+        ["ip", "route", "del", image.POD_SUBNET, "dev", engine.KIND_BRIDGE],
+        ["ip", "route", "del", image.SERVICE_SUBNET, "dev", engine.KIND_BRIDGE],
+    ]
 
 
 def _fake_paths(tmp: Path) -> Paths:
