@@ -182,6 +182,15 @@ def running() -> bool:
     return on_project_engine() or KIND_CLUSTER in _clusters(project_engine=False)
 
 
+def node_exec(node: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a command in a node's container, on whichever engine holds the cluster."""
+    if on_project_engine():
+        return engine.docker("exec", node, *args, timeout=timeout)
+    return subprocess.run(
+        ["docker", "exec", node, *args], capture_output=True, text=True, check=True, timeout=timeout
+    )
+
+
 def _node_rules(chain: str) -> list[list[str]] | None:
     """`iptables -S chain` in the project's node as word lists (without `-A CHAIN`); None if
     the chain is missing."""

@@ -59,11 +59,19 @@ def kubeconfig_in_use() -> Path | None:
     return None
 
 
+def targets_local() -> bool:
+    """The local cluster is up and is the one meant: $KUBECONFIG names it, or is unset.
+
+    Both clusters can be up at once; then $KUBECONFIG decides, never the order of a probe."""
+    p = paths()
+    env = os.environ.get("KUBECONFIG")
+    return local.is_up(p) and (not env or Path(env) == p.kubeconfig)
+
+
 def load_images(refs: list[str], log: Callable[[str], None] = print) -> None:
     """Load into the cluster in use: $KUBECONFIG's when set, else the local one, else kind."""
     p = paths()
-    env = os.environ.get("KUBECONFIG")
-    use_local = local.is_up(p) and (not env or Path(env) == p.kubeconfig)
+    use_local = targets_local()
     for ref in refs:
         if use_local:
             images.load(ref, p)

@@ -38,8 +38,7 @@ import pytest
 import redis
 
 from hack import images, paths
-from hack.cluster import kind, local, providers
-from hack.kubetools import binary
+from hack.cluster import kind, providers
 from tests.e2e.operator_support import (
     ROOT,
     apply,
@@ -203,14 +202,14 @@ def sigkill(pod: dict[str, Any]) -> None:
     [status] = pod["status"]["containerStatuses"]
     runtime, _, cid = status["containerID"].partition("://")
     assert runtime == "containerd", status["containerID"]
-    p = paths.paths()
-    if local.is_up(p) and providers.kubeconfig_in_use() == p.kubeconfig:
-        cmd = ["ctr", "--address", str(p.containerd_sock), "-n", "k8s.io"]
+    kill = ["task", "kill", "-s", "SIGKILL", cid]
+    if providers.targets_local():
+        sock = str(paths.paths().containerd_sock)
+        subprocess.run(["ctr", "--address", sock, "-n", "k8s.io", *kill], check=True, timeout=30)
     elif kind.running():
-        cmd = [binary("docker"), "exec", pod["spec"]["nodeName"], "ctr", "-n", "k8s.io"]
+        kind.node_exec(pod["spec"]["nodeName"], "ctr", "-n", "k8s.io", *kill, timeout=30)
     else:
         pytest.skip("SIGKILL needs the local cluster's or kind's containerd")
-    subprocess.run([*cmd, "task", "kill", "-s", "SIGKILL", cid], check=True, timeout=30)
 
 
 class Watch:
