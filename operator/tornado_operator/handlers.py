@@ -37,9 +37,12 @@ from tornado_operator.kubeapi import Kube
 from tornado_operator.observed import (
     KOPF_DIFFBASE_KEY,
     Observed,
+    Packed,
+    pack,
     resource_version,
     slim,
     slim_pod,
+    unpack,
 )
 from tornado_operator.reconcile import Reconciler, instance_of, parent_of
 from tornado_operator.resources import POD, TORNADO_SERVICE, Resource
@@ -94,8 +97,8 @@ API_RETRY_BACKOFFS: tuple[float, ...] = (1, 1, 2, 3, 5) + (5,) * 58
 @kopf.index(GROUP, VERSION, PLURAL, id=PARENT_INDEX)
 def index_tornadoservices(
     body: kopf.Body, name: str, namespace: str | None, **_: Any
-) -> dict[tuple[str, str], JSONDict]:
-    return {(namespace or "", name): slim(body)}
+) -> dict[tuple[str, str], Packed]:
+    return {(namespace or "", name): pack(slim(body))}
 
 
 @kopf.index(GROUP, VERSION, PLURAL, id=CALLERS_INDEX)
@@ -111,10 +114,10 @@ def index_upstream_callers(
 
 def index_child(
     body: kopf.Body, name: str, namespace: str | None, **_: Any
-) -> dict[tuple[str, str], JSONDict] | None:
+) -> dict[tuple[str, str], Packed] | None:
     # Keyed by the parent's name: children are named after it, but a child that is not ours
     # (a same-named object of someone else) must be seen too, to be left alone.
-    return {(namespace or "", name): slim(body)}
+    return {(namespace or "", name): pack(slim(body))}
 
 
 for _child in CHILD_KINDS:
@@ -129,9 +132,9 @@ for _child in CHILD_KINDS:
 @kopf.index(group=POD.group, version=POD.version, plural=POD.plural, labels=MANAGED, id=POD_INDEX)
 def index_pods(
     body: kopf.Body, namespace: str | None, **_: Any
-) -> dict[tuple[str, str], JSONDict] | None:
+) -> dict[tuple[str, str], Packed] | None:
     instance = instance_of(dict(body))
-    return {(namespace or "", instance): slim_pod(body)} if instance else None
+    return {(namespace or "", instance): pack(slim_pod(body))} if instance else None
 
 
 def observed_from(indices: Mapping[str, Any]) -> Observed:
@@ -141,12 +144,13 @@ def observed_from(indices: Mapping[str, Any]) -> Observed:
     pods_index = indices[POD_INDEX]
 
     def lookup(kind: str, namespace: str, name: str) -> JSONDict | None:
-        store: Iterable[JSONDict] = by_kind[kind].get((namespace, name), ())
-        return next(iter(store), None)
+        store: Iterable[Packed] = by_kind[kind].get((namespace, name), ())
+        packed = next(iter(store), None)
+        return None if packed is None else unpack(packed)
 
     def pods(namespace: str, instance: str) -> Iterable[JSONDict]:
-        found: Iterable[JSONDict] = pods_index.get((namespace, instance), ())
-        return found
+        found: Iterable[Packed] = pods_index.get((namespace, instance), ())
+        return [unpack(p) for p in found]
 
     callers_index = indices.get(CALLERS_INDEX)
 
