@@ -23,6 +23,7 @@ from tornado_operator import (
     PLURAL,
     VERSION,
     kopf_relist,
+    kopf_slim,
     kopf_toggles,
     kubeapi,
     labels,
@@ -36,18 +37,23 @@ from tornado_operator.kubeapi import Kube
 from tornado_operator.observed import (
     KOPF_DIFFBASE_KEY,
     Observed,
-    compact,
+    Packed,
+    pack,
     resource_version,
     slim,
+    slim_pod,
+    unpack,
 )
 from tornado_operator.reconcile import Reconciler, instance_of, parent_of
 from tornado_operator.resources import POD, TORNADO_SERVICE, Resource
 
 JSONDict = dict[str, Any]
 # Before any watch starts: kopf's start-up wait is quadratic in the watched objects otherwise,
-# and a deletion missed while a watch was broken is never heard of.
+# a deletion missed while a watch was broken is never heard of, and every watched object is
+# held whole (managedFields and all) until the last kind is listed.
 kopf_toggles.apply()
 kopf_relist.apply()
+kopf_slim.apply()
 
 logger = logging.getLogger(__name__)
 
@@ -83,56 +89,16 @@ CHILD_INDEXES = {child.kind: f"index_{child.plural}" for child in CHILD_KINDS}
 # its peering keep-alive giving up stops the whole operator (or, in older kopf, only the
 # keep-alive: nolar/kopf#762). Retrying for about 5 minutes, at most 5 s apart, rides out an API
 # server that is away that long (a control-plane restart) and resumes within 5 s of its return.
+# Objects per page of kopf's initial listings.
+LIST_CHUNK = 250
 API_RETRY_BACKOFFS: tuple[float, ...] = (1, 1, 2, 3, 5) + (5,) * 58
-
-
-def _slim_pod(body: Mapping[str, Any]) -> JSONDict:
-    """What the operator reads of a pod: identity, ports (for scraping) and status."""
-    meta = body.get("metadata") or {}
-    status = body.get("status") or {}
-    spec = body.get("spec") or {}
-    kept: JSONDict = compact(
-        {
-            "metadata": {
-                k: meta[k]
-                for k in (
-                    "name",
-                    "namespace",
-                    "uid",
-                    "resourceVersion",
-                    "labels",
-                    "ownerReferences",
-                    "deletionTimestamp",
-                )
-                if k in meta
-            },
-            "spec": {
-                "containers": [
-                    {"name": c.get("name"), "ports": c.get("ports") or []}
-                    for c in spec.get("containers") or []
-                ]
-            },
-            "status": {
-                k: status[k]
-                for k in (
-                    "phase",
-                    "podIP",
-                    "conditions",
-                    "containerStatuses",
-                    "initContainerStatuses",
-                )
-                if k in status
-            },
-        }
-    )
-    return kept
 
 
 @kopf.index(GROUP, VERSION, PLURAL, id=PARENT_INDEX)
 def index_tornadoservices(
     body: kopf.Body, name: str, namespace: str | None, **_: Any
-) -> dict[tuple[str, str], JSONDict]:
-    return {(namespace or "", name): slim(body)}
+) -> dict[tuple[str, str], Packed]:
+    return {(namespace or "", name): pack(slim(body))}
 
 
 @kopf.index(GROUP, VERSION, PLURAL, id=CALLERS_INDEX)
@@ -148,10 +114,10 @@ def index_upstream_callers(
 
 def index_child(
     body: kopf.Body, name: str, namespace: str | None, **_: Any
-) -> dict[tuple[str, str], JSONDict] | None:
+) -> dict[tuple[str, str], Packed] | None:
     # Keyed by the parent's name: children are named after it, but a child that is not ours
     # (a same-named object of someone else) must be seen too, to be left alone.
-    return {(namespace or "", name): slim(body)}
+    return {(namespace or "", name): pack(slim(body))}
 
 
 for _child in CHILD_KINDS:
@@ -166,9 +132,9 @@ for _child in CHILD_KINDS:
 @kopf.index(group=POD.group, version=POD.version, plural=POD.plural, labels=MANAGED, id=POD_INDEX)
 def index_pods(
     body: kopf.Body, namespace: str | None, **_: Any
-) -> dict[tuple[str, str], JSONDict] | None:
+) -> dict[tuple[str, str], Packed] | None:
     instance = instance_of(dict(body))
-    return {(namespace or "", instance): _slim_pod(body)} if instance else None
+    return {(namespace or "", instance): pack(slim_pod(body))} if instance else None
 
 
 def observed_from(indices: Mapping[str, Any]) -> Observed:
@@ -178,12 +144,13 @@ def observed_from(indices: Mapping[str, Any]) -> Observed:
     pods_index = indices[POD_INDEX]
 
     def lookup(kind: str, namespace: str, name: str) -> JSONDict | None:
-        store: Iterable[JSONDict] = by_kind[kind].get((namespace, name), ())
-        return next(iter(store), None)
+        store: Iterable[Packed] = by_kind[kind].get((namespace, name), ())
+        packed = next(iter(store), None)
+        return None if packed is None else unpack(packed)
 
     def pods(namespace: str, instance: str) -> Iterable[JSONDict]:
-        found: Iterable[JSONDict] = pods_index.get((namespace, instance), ())
-        return found
+        found: Iterable[Packed] = pods_index.get((namespace, instance), ())
+        return [unpack(p) for p in found]
 
     callers_index = indices.get(CALLERS_INDEX)
 
@@ -217,6 +184,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
     patches = (
         (kopf_toggles, "start-up with thousands of watched objects will be slow"),
         (kopf_relist, "a child deleted while a watch is broken (an API server restart) stays gone"),
+        (kopf_slim, "start-up with thousands of watched objects will take much more memory"),
     )
     for patch, without in patches:
         if not patch.applied():
@@ -242,6 +210,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
     settings.scanning.disabled = True
     # Events come from kopf.event() calls for condition transitions, never from log lines.
     settings.posting.loggers = False
+    # Listed in pages: one response for 2,000 pods is tens of MiB of JSON decoded at once.
+    settings.watching.chunk_size = LIST_CHUNK
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60

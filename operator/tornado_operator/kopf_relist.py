@@ -25,7 +25,7 @@ from typing import Any
 import kopf
 from kopf._cogs.clients import watching
 
-from tornado_operator.observed import compact
+from tornado_operator.observed import Packed, pack, unpack
 
 PATCHED_KOPF_VERSION = "1.45.2"
 logger = logging.getLogger(__name__)
@@ -37,16 +37,13 @@ _KEPT_METADATA = ("name", "namespace", "uid", "labels", "ownerReferences", "reso
 
 _original: Stream = watching.continuous_watch
 # (resource, namespace) of a watch stream -> uid -> what was kept of that object.
-_delivered: dict[tuple[Any, Any], dict[str, JSONDict]] = {}
+_delivered: dict[tuple[Any, Any], dict[str, Packed]] = {}
 
 
 def skeleton(obj: JSONDict) -> JSONDict:
     meta = obj.get("metadata") or {}
     kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
-    skeleton: JSONDict = compact(
-        {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept}
-    )
-    return skeleton
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept}
 
 
 def _uid(obj: JSONDict) -> str | None:
@@ -69,7 +66,7 @@ async def continuous_watch(*, resource: Any, namespace: Any, **kwargs: Any) -> A
                     len(gone), resource, where,
                 )  # fmt: skip
             for known in gone:
-                yield {"type": "DELETED", "object": delivered.pop(known)}
+                yield {"type": "DELETED", "object": unpack(delivered.pop(known))}
             listed = None
         elif isinstance(event, dict) and isinstance(event.get("object"), dict):
             obj = event["object"]
@@ -77,7 +74,7 @@ async def continuous_watch(*, resource: Any, namespace: Any, **kwargs: Any) -> A
             if uid is not None and event.get("type") == "DELETED":
                 delivered.pop(uid, None)
             elif uid is not None and event.get("type") in (None, "ADDED", "MODIFIED"):
-                delivered[uid] = skeleton(obj)
+                delivered[uid] = pack(skeleton(obj))
                 if event.get("type") is None and listed is not None:
                     listed.add(uid)
         yield event

@@ -13,6 +13,7 @@ fresher of two copies of one object; when either is not a number, the watch's co
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -62,20 +63,80 @@ def compact(value: Any) -> Any:
 # The annotation (under GROUP/) where kopf keeps the spec it last handled: its diff base.
 KOPF_DIFFBASE_KEY = "last-handled-configuration"
 # Whole copies of a spec that no reconcile reads: kopf reads its diff base from the event itself.
-UNREAD_ANNOTATIONS = frozenset(
-    {"kubectl.kubernetes.io/last-applied-configuration", f"{GROUP}/{KOPF_DIFFBASE_KEY}"}
+KUBECTL_LAST_APPLIED = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+UNREAD_ANNOTATIONS = KUBECTL_LAST_APPLIED | {f"{GROUP}/{KOPF_DIFFBASE_KEY}"}
+# What is read of a pod (slim_pod): the rest of its metadata and status is never looked at.
+POD_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "labels",
+    "ownerReferences",
+    "deletionTimestamp",
+    "finalizers",
 )
+POD_STATUS = ("phase", "podIP", "conditions", "containerStatuses", "initContainerStatuses")
+
+
+# What an index holds of each object: its JSON text, one string. As decoded dicts and lists the
+# same object takes about five times the memory, in hundreds of small blocks per object, and
+# at a thousand services those blocks, interleaved with the listing's short-lived ones, kept most
+# of the allocator's arenas from being given back (benchmarks/operator_scale.py, resume peak
+# RSS). A reconcile decodes the few objects it reads: tens of microseconds each.
+Packed = str
+
+
+def pack(obj: Mapping[str, Any]) -> Packed:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def unpack(packed: Packed) -> JSONDict:
+    obj: JSONDict = json.loads(packed)
+    return obj
+
+
+def _without(body: Mapping[str, Any], annotations_dropped: frozenset[str]) -> JSONDict:
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    annotations = meta.get("annotations")
+    if annotations and not annotations_dropped.isdisjoint(annotations):
+        meta["annotations"] = {k: v for k, v in annotations.items() if k not in annotations_dropped}
+    kept: JSONDict = compact({**body, "metadata": meta})
+    return kept
 
 
 def slim(body: Mapping[str, Any]) -> JSONDict:
     """The object without managedFields (most of an object's size) and the annotations that
     copy a whole spec, all unread; compacted. What the operator keeps of every object, watched
     or written."""
-    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
-    annotations = meta.get("annotations")
-    if annotations and not UNREAD_ANNOTATIONS.isdisjoint(annotations):
-        meta["annotations"] = {k: v for k, v in annotations.items() if k not in UNREAD_ANNOTATIONS}
-    kept: JSONDict = compact({**body, "metadata": meta})
+    return _without(body, UNREAD_ANNOTATIONS)
+
+
+def lean(body: Mapping[str, Any]) -> JSONDict:
+    """The object as kopf needs it: `slim` but with kopf's diff base, which kopf reads from
+    each event of a TornadoService to tell an update's old spec from its new one."""
+    return _without(body, KUBECTL_LAST_APPLIED)
+
+
+def slim_pod(body: Mapping[str, Any]) -> JSONDict:
+    """What the operator reads of a pod: identity, ports (for scraping) and status."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    spec = body.get("spec") or {}
+    kept: JSONDict = compact(
+        {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": {k: meta[k] for k in POD_METADATA if k in meta},
+            "spec": {
+                "containers": [
+                    {"name": c.get("name"), "ports": c.get("ports") or []}
+                    for c in spec.get("containers") or []
+                ]
+            },
+            "status": {k: status[k] for k in POD_STATUS if k in status},
+        }
+    )
     return kept
 
 
