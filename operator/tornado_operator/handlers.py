@@ -98,7 +98,7 @@ API_RETRY_BACKOFFS: tuple[float, ...] = (1, 1, 2, 3, 5) + (5,) * 58
 def index_tornadoservices(
     body: kopf.Body, name: str, namespace: str | None, **_: Any
 ) -> dict[tuple[str, str], Packed]:
-    return {(namespace or "", name): pack(slim(body))}
+    return {(namespace or "", name): pack(slim(body, shared=False))}
 
 
 @kopf.index(GROUP, VERSION, PLURAL, id=CALLERS_INDEX)
@@ -117,7 +117,7 @@ def index_child(
 ) -> dict[tuple[str, str], Packed] | None:
     # Keyed by the parent's name: children are named after it, but a child that is not ours
     # (a same-named object of someone else) must be seen too, to be left alone.
-    return {(namespace or "", name): pack(slim(body))}
+    return {(namespace or "", name): pack(slim(body, shared=False))}
 
 
 for _child in CHILD_KINDS:
@@ -134,7 +134,7 @@ def index_pods(
     body: kopf.Body, namespace: str | None, **_: Any
 ) -> dict[tuple[str, str], Packed] | None:
     instance = instance_of(dict(body))
-    return {(namespace or "", instance): pack(slim_pod(body))} if instance else None
+    return {(namespace or "", instance): pack(slim_pod(body, shared=False))} if instance else None
 
 
 def observed_from(indices: Mapping[str, Any]) -> Observed:

@@ -35,13 +35,15 @@ _original_fetch: Stream = fetching.fetch_objs
 _original_watch: Stream = watching.watch_objs
 
 
-def cut(resource: Any, obj: JSONDict) -> JSONDict:
+def cut(resource: Any, obj: JSONDict, shared: bool = True) -> JSONDict:
     """What is kept of one watched object of `resource` (a kopf Resource)."""
     if resource.group == POD.group and resource.plural == POD.plural:
-        return slim_pod(obj)
-    return lean(obj)
+        return slim_pod(obj, shared)
+    return lean(obj, shared)
 
 
+# A listed object is held until every kind is listed, so its strings are shared with the other
+# copies (observed.compact); an event's object is handled at once and dropped, so it is not.
 async def fetch_objs(*, resource: Any, **kwargs: Any) -> AsyncIterator[tuple[Collection[Any], str]]:
     async for chunk, version in _original_fetch(resource=resource, **kwargs):
         yield [cut(resource, obj) if isinstance(obj, dict) else obj for obj in chunk], version
@@ -52,7 +54,7 @@ async def watch_objs(*, resource: Any, **kwargs: Any) -> AsyncIterator[Any]:
         obj = event.get("object") if isinstance(event, dict) else None
         # ERROR events carry a Status, BOOKMARKs only a resourceVersion: passed as they are.
         if isinstance(obj, dict) and event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-            event = {**event, "object": cut(resource, obj)}
+            event = {**event, "object": cut(resource, obj, shared=False)}
         yield event
 
 

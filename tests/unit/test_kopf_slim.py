@@ -150,3 +150,9 @@ async def test_watch_events_are_cut_and_errors_and_bookmarks_pass(
     assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED", "ERROR", "BOOKMARK"]
     assert all(e["object"] == cut(pod) for e in events[:3])
     assert events[3] == error and events[4] == bookmark
+
+
+@pytest.mark.parametrize("kind", sorted(RESOURCES))
+def test_a_cut_is_the_same_with_its_strings_shared_or_not(kind: str) -> None:
+    obj = BY_KIND[kind]
+    assert kopf_slim.cut(RESOURCES[kind], obj, shared=False) == cut(obj)
