@@ -85,12 +85,12 @@ PARENT_INDEX = "index_tornadoservices"
 CALLERS_INDEX = "index_upstream_callers"
 POD_INDEX = "index_pods"
 CHILD_INDEXES = {child.kind: f"index_{child.plural}" for child in CHILD_KINDS}
+# Objects per page of kopf's initial listings.
+LIST_CHUNK = 250
 # kopf retries a failed API request after 1, 1, 2, 3, 5, 8, 13 and 21 s, then gives up (54 s);
 # its peering keep-alive giving up stops the whole operator (or, in older kopf, only the
 # keep-alive: nolar/kopf#762). Retrying for about 5 minutes, at most 5 s apart, rides out an API
 # server that is away that long (a control-plane restart) and resumes within 5 s of its return.
-# Objects per page of kopf's initial listings.
-LIST_CHUNK = 250
 API_RETRY_BACKOFFS: tuple[float, ...] = (1, 1, 2, 3, 5) + (5,) * 58
 
 
