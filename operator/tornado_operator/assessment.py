@@ -45,6 +45,17 @@ class Assessment:
     conditions: tuple[Condition, ...]
     fields: JSONDict  # status fields other than conditions and observedGeneration
 
+    def _holds(self, type_: str) -> bool:
+        return any(c.type == type_ and c.status for c in self.conditions)
+
+    @property
+    def ready(self) -> bool:
+        return self._holds(READY)
+
+    @property
+    def degraded(self) -> bool:
+        return self._holds(DEGRADED)
+
 
 def _container_statuses(pod: JSONDict) -> list[JSONDict]:
     status = pod.get("status") or {}
@@ -274,7 +285,9 @@ def transition_events(before: Iterable[JSONDict], after: Sequence[Condition]) ->
     rdy = new.get(READY)
     if rdy is not None:
         was_ready = old_ready is not None and old_ready.get("status") == "True"
-        if rdy.status and not was_ready:
+        # Only a change the status went through: a first status that is already Ready says
+        # it all (with the condition's lastTransitionTime), and a create stays one write less.
+        if rdy.status and not was_ready and old_ready is not None:
             events.append(Event("Normal", "Ready", rdy.message))
         elif not rdy.status and was_ready and not (deg and deg.status):
             events.append(Event("Normal", "NotReady", rdy.message))

@@ -14,7 +14,7 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from tornado_operator import (
@@ -30,7 +30,13 @@ from tornado_operator import (
     rendering,
 )
 from tornado_operator.assessment import Event
-from tornado_operator.children import CHILD_KINDS, DEPLOYMENT, Children, render_children
+from tornado_operator.children import (
+    CHILD_KINDS,
+    DEPLOYMENT,
+    ChildKind,
+    Children,
+    render_children,
+)
 from tornado_operator.composition import health
 from tornado_operator.composition import spec as composition
 from tornado_operator.composition.topology import Topology
@@ -52,6 +58,17 @@ logger = logging.getLogger(__name__)
 # only count after this many retries, so a single 409 or a restarting API server is not news.
 DEGRADE_AFTER_RETRIES = 2
 CHILD_RETRY_LIMIT = 6
+# Reconciles running at once; the rest wait their turn, first come first served. Each one's
+# requests share kubeapi.MAX_CONNECTIONS: with a thousand reconciles at once (an operator start,
+# a burst of creates), every one of them waited behind all the others once per request, and
+# each TornadoService was done only near the end. A few at a time, each gets its children
+# created and its status written in a few round trips, and the controllers start on its pods
+# while the next ones are reconciled.
+RECONCILES_IN_FLIGHT = 16
+# A new TornadoService's first status waits this long for its first rollout to finish, so a
+# create costs one status write (Ready, or still Progressing after this) instead of one per
+# step. A problem (Degraded, a conflict, an invalid spec) is written at once.
+FIRST_STATUS_GRACE_SECONDS = 20.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +85,7 @@ class Applied:
     """What applying the children did."""
 
     changed: tuple[str, ...] = ()  # kinds whose live object changed, in apply order
+    created: tuple[str, ...] = ()  # kinds that did not exist before
     deployment: JSONDict | None = None  # the live Deployment (as an apply returned it)
     # A same-named object that is not ours: nothing at all was touched.
     conflict: Problem | None = None
@@ -131,6 +149,7 @@ class Reconciler:
         *,
         operator_namespace: str | None = None,
         stream_of: StreamOf = lambda namespace, name: None,
+        first_status_grace: float = FIRST_STATUS_GRACE_SECONDS,
     ) -> None:
         self.kube = kube
         self.default_image = default_image
@@ -147,6 +166,10 @@ class Reconciler:
         self._pending: set[Key] = set()
         self._retrying: set[Key] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(RECONCILES_IN_FLIGHT)
+        # TornadoServices whose first status waits (FIRST_STATUS_GRACE_SECONDS): the deadline.
+        self.first_status_grace = first_status_grace
+        self._first_status: dict[Key, float] = {}
 
     def post_event(self, parent: JSONDict, event: Event) -> None:
         """Post an Event about `parent` in the background: a reconcile never waits for it."""
@@ -230,15 +253,16 @@ class Reconciler:
             self._retrying.discard(key)
 
     async def _timed(self, namespace: str, name: str, *, trigger: str, retry: int) -> Outcome:
-        started = time.monotonic()
-        try:
-            outcome = await self._reconcile(namespace, name, trigger=trigger, retry=retry)
-        except Exception:
-            metrics.RECONCILES.labels(trigger=trigger, result="crash").inc()
-            metrics.ERRORS.labels(reason="Unexpected").inc()
-            raise
-        finally:
-            metrics.DURATION.observe(time.monotonic() - started)
+        async with self._slots:
+            started = time.monotonic()
+            try:
+                outcome = await self._reconcile(namespace, name, trigger=trigger, retry=retry)
+            except Exception:
+                metrics.RECONCILES.labels(trigger=trigger, result="crash").inc()
+                metrics.ERRORS.labels(reason="Unexpected").inc()
+                raise
+            finally:
+                metrics.DURATION.observe(time.monotonic() - started)
         if outcome.problem is None:
             result = "ok"
         else:
@@ -247,6 +271,7 @@ class Reconciler:
         metrics.RECONCILES.labels(trigger=trigger, result=result).inc()
         if outcome.gone:
             self.managed.set((namespace, name), None)
+            self._first_status.pop((namespace, name), None)
             lock = self._locks.get((namespace, name))
             if lock is not None and not lock.locked():
                 self._locks.pop((namespace, name), None)
@@ -291,6 +316,8 @@ class Reconciler:
                 await self._safe_status(parent, spec, None, applied.error, resolution=resolution)
             return Outcome(applied.error, applied.changed)
 
+        if DEPLOYMENT.kind in applied.created and not parent.get("status"):
+            self._await_first_rollout(namespace, name)
         if applied.changed and trigger in ("child", "pod"):
             for kind in applied.changed:
                 self.post_event(
@@ -312,67 +339,132 @@ class Reconciler:
 
     async def _apply_children(self, info: rendering.Parent, children: Children) -> Applied:
         """Apply every desired child that differs from its live object and remove our unwanted
-        ones, unless one of them exists and is not ours: then nothing at all is touched."""
-        changed: list[str] = []
-        deployment: JSONDict | None = None
+        ones, unless one of them exists and is not ours: then nothing at all is touched.
+
+        A reconcile's requests go out together (its GETs, then its writes): each one waits its
+        turn in the shared connection pool, so sending them one after another made a reconcile
+        wait that turn once per child."""
         try:
-            live: dict[str, JSONDict | None] = {}
-            for child in CHILD_KINDS:
-                obj = self.observed.get(child.kind, info.namespace, info.name)
-                wanted = children[child.kind] is not None
-                if obj is None and wanted:
-                    # The watches see only objects labelled as ours, so before creating one,
-                    # ask whether a same-named object of someone else is there (one GET per
-                    # child when it is first made, never once it is watched).
-                    obj = await self.kube.get(child, info.namespace, info.name)
-                live[child.kind] = obj
-                if obj is not None and wanted and not owned_by(obj, info.uid):
-                    return Applied(conflict=_conflict(child.kind, info))
-            for child in CHILD_KINDS:
-                obj = live[child.kind]
-                manifest = children[child.kind]
-                if manifest is None:
-                    if obj is not None and owned_by(obj, info.uid):
-                        uid = str(obj["metadata"]["uid"])
-                        if await self.kube.delete_owned(child, info.namespace, info.name, uid):
-                            logger.info(
-                                "deleted %s %s/%s: no longer wanted",
-                                child.kind,
-                                info.namespace,
-                                info.name,
-                            )
-                            metrics.APPLIES.labels(kind=child.kind, changed="deleted").inc()
-                    continue
-                if obj is not None and (obj.get("metadata") or {}).get("deletionTimestamp"):
-                    # Being deleted (garbage collection, a foreground delete): applying now
-                    # would edit a dying object. Its deletion event brings the next reconcile.
-                    continue
-                if drift.up_to_date(manifest, obj):
-                    metrics.APPLIES.labels(kind=child.kind, changed="skipped").inc()
-                    if child is DEPLOYMENT:
-                        deployment = obj
-                    continue
-                result = await self.kube.apply(child, manifest)
-                self.observed.wrote(child.kind, result)
-                did_change = _rv(result) != _rv(obj)
-                metrics.APPLIES.labels(kind=child.kind, changed=str(did_change).lower()).inc()
-                if did_change:
-                    changed.append(child.kind)
-                    logger.info(
-                        "%s %s %s/%s",
-                        "updated" if obj else "created",
-                        child.kind,
-                        info.namespace,
-                        info.name,
-                    )
-                if child is DEPLOYMENT:
-                    deployment = result
+            live = dict(
+                zip(
+                    [child.kind for child in CHILD_KINDS],
+                    await _all(self._live_child(child, info, children) for child in CHILD_KINDS),
+                    strict=True,
+                )
+            )
         except APIError as exc:
-            if errors.namespace_terminating(exc):
-                self.observed.saw_terminating(info.namespace)
-                return Applied(changed=tuple(changed), terminating=True)
-            return Applied(changed=tuple(changed), error=errors.classify(exc, "applying children"))
-        return Applied(changed=tuple(changed), deployment=deployment)
+            return self._failed(info, exc, ())
+        for child in CHILD_KINDS:
+            obj = live[child.kind]
+            if obj is not None and children[child.kind] is not None and not owned_by(obj, info.uid):
+                return Applied(conflict=_conflict(child.kind, info))
+        results = await asyncio.gather(
+            *(
+                self._apply_child(child, info, children[child.kind], live[child.kind])
+                for child in CHILD_KINDS
+            ),
+            return_exceptions=True,
+        )
+        changed: list[str] = []
+        created: list[str] = []
+        deployment: JSONDict | None = None
+        failure: APIError | None = None
+        for child, result in zip(CHILD_KINDS, results, strict=True):
+            if isinstance(result, APIError):
+                failure = failure or result
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            obj, did_change = result
+            if did_change:
+                changed.append(child.kind)
+                if live[child.kind] is None:
+                    created.append(child.kind)
+            if child is DEPLOYMENT:
+                deployment = obj
+        if failure is not None:
+            return self._failed(info, failure, tuple(changed))
+        return Applied(changed=tuple(changed), created=tuple(created), deployment=deployment)
+
+    def _failed(self, info: rendering.Parent, exc: APIError, changed: tuple[str, ...]) -> Applied:
+        if errors.namespace_terminating(exc):
+            self.observed.saw_terminating(info.namespace)
+            return Applied(changed=changed, terminating=True)
+        return Applied(changed=changed, error=errors.classify(exc, "applying children"))
+
+    async def _live_child(
+        self, child: ChildKind, info: rendering.Parent, children: Children
+    ) -> JSONDict | None:
+        obj = self.observed.get(child.kind, info.namespace, info.name)
+        if obj is None and children[child.kind] is not None:
+            # The watches see only objects labelled as ours, so before creating one, ask
+            # whether a same-named object of someone else is there (one GET per child when it
+            # is first made, never once it is watched).
+            obj = await self.kube.get(child, info.namespace, info.name)
+        return obj
+
+    async def _apply_child(
+        self,
+        child: ChildKind,
+        info: rendering.Parent,
+        manifest: JSONDict | None,
+        obj: JSONDict | None,
+    ) -> tuple[JSONDict | None, bool]:
+        """Bring one child to `manifest` (None: not wanted). The live object afterwards, and
+        whether this changed it."""
+        if manifest is None:
+            if obj is not None and owned_by(obj, info.uid):
+                uid = str(obj["metadata"]["uid"])
+                if await self.kube.delete_owned(child, info.namespace, info.name, uid):
+                    logger.info(
+                        "deleted %s %s/%s: no longer wanted", child.kind, info.namespace, info.name
+                    )
+                    metrics.APPLIES.labels(kind=child.kind, changed="deleted").inc()
+            return None, False
+        if obj is not None and (obj.get("metadata") or {}).get("deletionTimestamp"):
+            # Being deleted (garbage collection, a foreground delete): applying now would edit
+            # a dying object. Its deletion event brings the next reconcile.
+            return None, False
+        if drift.up_to_date(manifest, obj):
+            metrics.APPLIES.labels(kind=child.kind, changed="skipped").inc()
+            return obj, False
+        result = await self.kube.apply(child, manifest)
+        self.observed.wrote(child.kind, result)
+        did_change = _rv(result) != _rv(obj)
+        metrics.APPLIES.labels(kind=child.kind, changed=str(did_change).lower()).inc()
+        if did_change:
+            logger.info(
+                "%s %s %s/%s",
+                "updated" if obj else "created",
+                child.kind,
+                info.namespace,
+                info.name,
+            )
+        return result, did_change
+
+    def _await_first_rollout(self, namespace: str, name: str) -> None:
+        """Hold back the first status of a TornadoService whose children were just created,
+        and reconcile when the wait is over (its pods' events usually come first)."""
+        key = (namespace, name)
+        if key in self._first_status or self.first_status_grace <= 0:
+            return
+        self._first_status[key] = time.monotonic() + self.first_status_grace
+        task = asyncio.create_task(self._reconcile_after(namespace, name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reconcile_after(self, namespace: str, name: str) -> None:
+        await asyncio.sleep(self.first_status_grace)
+        await self.reconcile_soon(namespace, name, trigger="first-status")
+
+    def _holds_first_status(self, key: Key, found: assessment.Assessment) -> bool:
+        deadline = self._first_status.get(key)
+        if deadline is None:
+            return False
+        if time.monotonic() < deadline and not found.ready and not found.degraded:
+            return True
+        del self._first_status[key]
+        return False
 
     async def _safe_status(
         self,
@@ -425,6 +517,8 @@ class Reconciler:
             blocker=blocker,
             stream=_stream(self.stream_of(meta["namespace"], meta["name"]), old_conditions),
         )
+        if blocker is None and self._holds_first_status((meta["namespace"], meta["name"]), found):
+            return
         generation = int(meta.get("generation") or 0)
         status: JSONDict = {
             **found.fields,
@@ -486,6 +580,16 @@ def _stream(reading: Reading | None, old_conditions: list[JSONDict]) -> Reading 
     if old is None or old.get("reason") == consumer.NOT_READ_YET:
         return None
     return Reading(str(old.get("reason") or ""), str(old.get("message") or ""), 0.0)
+
+
+async def _all(requests: Iterable[Awaitable[JSONDict | None]]) -> list[JSONDict | None]:
+    """Every request's answer, in order; the first failure (in order) once all have ended, so
+    none is left running unobserved."""
+    results = await asyncio.gather(*requests, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in results if not isinstance(r, BaseException)]
 
 
 def _conflict(kind: str, info: rendering.Parent) -> Problem:

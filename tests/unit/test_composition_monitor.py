@@ -255,6 +255,7 @@ def reconciler(objects: dict[tuple[str, str], dict[str, Any]]) -> tuple[Reconcil
         "img:1",
         Observed(lookup, lambda ns, n: [], callers),
         operator_namespace="ops",
+        first_status_grace=0,  # status at once: these tests read it
     )
     return rec, kube
 

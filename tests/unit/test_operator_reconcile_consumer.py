@@ -88,6 +88,7 @@ def reconcile(
         DEFAULT_IMAGE,
         Observed(lookup, lambda namespace, instance: []),
         stream_of=lambda namespace, name: reading,
+        first_status_grace=0,  # status at once: these tests read it
     )
 
     async def main() -> None:
