@@ -483,7 +483,8 @@ APPLIES = "tornado_operator_applies_total"
 
 def op_writes(before: Samples | None, after: Samples | None) -> float | None:
     def is_write(verb: str) -> bool:
-        return verb.lower() not in READ_VERBS
+        # The operator's dry runs (is a namespace terminating?) write nothing.
+        return verb.lower() not in READ_VERBS and not verb.endswith("-dryrun")
 
     return grew(before, after, API_REQUESTS, verb=is_write)
 

@@ -29,7 +29,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tornado_operator import FIELD_MANAGER, metrics
-from tornado_operator.errors import APIConnectionError, APIError
+from tornado_operator.errors import APIConnectionError, APIError, namespace_terminating
 from tornado_operator.resources import (
     CLUSTER_PEERING,
     EVENT,
@@ -191,6 +191,8 @@ class Kube:
         headers = {"Accept": accept, "Content-Type": content_type}
         params = dict(query or {})
         verb = _verb(method, content_type, path)
+        if "dryRun" in params:
+            verb += "-dryrun"  # writes nothing: not counted with the writes
         code = "0"
         try:
             # The token goes in a header (refreshed first when it comes from an exec plugin).
@@ -314,30 +316,55 @@ class Kube:
         Not retried: an Event is news about now, and the reasons it fails (the namespace is being
         deleted, RBAC) do not pass by retrying soon; callers log and move on.
         """
-        meta = involved.get("metadata") or {}
-        namespace = str(meta.get("namespace") or "default")
-        now = datetime.datetime.now(datetime.UTC).isoformat()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion") or TORNADO_SERVICE.api_version,
-                "kind": involved.get("kind") or TORNADO_SERVICE.kind,
-                "name": meta.get("name"),
-                "namespace": namespace,
-                "uid": meta.get("uid"),
-            },
-            "type": type,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": FIELD_MANAGER},
-            "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": socket.gethostname()[:128],
-            # The shape kopf posts: `kubectl describe` reads first/lastTimestamp.
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "eventTime": now,
-            "action": reason,
-        }
+        body = _event(involved, type=type, reason=reason, message=message)
+        namespace = body["metadata"]["namespace"]
         await self.request("POST", collection_path(EVENT, namespace), body=body, kind=EVENT.kind)
+
+    async def namespace_terminating(self, involved: JSONDict) -> bool:
+        """Whether the namespace of `involved` (a TornadoService body) is being deleted: it
+        refuses new objects then. Asked with a dry-run Event, which creates nothing and needs
+        no permission beyond posting Events (no access to namespaces)."""
+        body = _event(involved, type="Normal", reason="Probe", message="dry run")
+        namespace = body["metadata"]["namespace"]
+        try:
+            await self.request(
+                "POST",
+                collection_path(EVENT, namespace),
+                query={"dryRun": "All"},
+                body=body,
+                kind=EVENT.kind,
+            )
+        except APIError as exc:
+            if namespace_terminating(exc):
+                return True
+            raise
+        return False
+
+
+def _event(involved: JSONDict, *, type: str, reason: str, message: str) -> JSONDict:
+    meta = involved.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "default")
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name')}.", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion") or TORNADO_SERVICE.api_version,
+            "kind": involved.get("kind") or TORNADO_SERVICE.kind,
+            "name": meta.get("name"),
+            "namespace": namespace,
+            "uid": meta.get("uid"),
+        },
+        "type": type,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "reportingInstance": socket.gethostname()[:128],
+        # The shape kopf posts: `kubectl describe` reads first/lastTimestamp.
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "eventTime": now,
+        "action": reason,
+    }

@@ -69,6 +69,8 @@ RECONCILES_IN_FLIGHT = 16
 # create costs one status write (Ready, or still Progressing after this) instead of one per
 # step. A problem (Degraded, a conflict, an invalid spec) is written at once.
 FIRST_STATUS_GRACE_SECONDS = 20.0
+# A namespace found not terminating is not asked again for this long (namespace_going).
+NAMESPACE_PROBE_SECONDS = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +172,7 @@ class Reconciler:
         # TornadoServices whose first status waits (FIRST_STATUS_GRACE_SECONDS): the deadline.
         self.first_status_grace = first_status_grace
         self._first_status: dict[Key, float] = {}
+        self._alive_until: dict[str, float] = {}  # namespace -> until when it counts as alive
 
     def post_event(self, parent: JSONDict, event: Event) -> None:
         """Post an Event about `parent` in the background: a reconcile never waits for it."""
@@ -533,6 +536,8 @@ class Reconciler:
         }
         current = {k: old_status.get(k) for k in status}
         if current != status:
+            if _fewer_pods(old_status, status) and await self._namespace_going(parent):
+                return
             written = await self.kube.patch_status(meta["namespace"], meta["name"], status)
             self.observed.wrote(TORNADO_SERVICE.kind, written)
         for event in (
@@ -540,6 +545,29 @@ class Reconciler:
             *upstream_events,
         ):
             self.post_event(parent, event)
+
+    async def _namespace_going(self, parent: JSONDict) -> bool:
+        """Whether the parent's namespace is being deleted. Asked when pods went away, before
+        their loss is written: deleting a namespace deletes its pods, and a status patch, unlike
+        a create, is still taken then (a thousand of them when a namespace of a thousand
+        services goes). A namespace found alive is not asked again for a few seconds, so a
+        rollout's or a scale-down's departing pods cost one request per namespace at most."""
+        namespace = str(parent["metadata"]["namespace"])
+        now = time.monotonic()
+        if self._alive_until.get(namespace, 0.0) > now:
+            return False
+        try:
+            going = await self.kube.namespace_terminating(parent)
+        except APIError as exc:
+            logger.debug("could not tell whether namespace %s is terminating: %s", namespace, exc)
+            return False
+        if going:
+            self.observed.saw_terminating(namespace)
+            self._alive_until.pop(namespace, None)
+            return True
+        self._alive_until = {ns: t for ns, t in self._alive_until.items() if t > now}
+        self._alive_until[namespace] = now + NAMESPACE_PROBE_SECONDS
+        return False
 
     def _upstream_status(
         self, parent: JSONDict, spec: JSONDict | None, resolution: composition.Resolution
@@ -568,6 +596,10 @@ class Reconciler:
         cond = health.condition(items)
         events = health.transition_events(old_items, items, old_condition, cond)
         return {"upstreams": items}, (cond,), events
+
+
+def _fewer_pods(old: JSONDict, new: JSONDict) -> bool:
+    return any(int(new.get(k) or 0) < int(old.get(k) or 0) for k in ("replicas", "readyReplicas"))
 
 
 def _stream(reading: Reading | None, old_conditions: list[JSONDict]) -> Reading | None:

@@ -17,7 +17,6 @@ from tests.e2e.operator_support import (
     patch,
     running_operator,
     tornadoservice,
-    wait_event,
     wait_for,
     wait_ready,
 )
@@ -70,7 +69,6 @@ def test_create_becomes_ready_and_serves(operator_ns: str) -> None:
     # Real pods answer HTTP through the Service.
     assert http_get(ns, "web", "/readyz") is not None
     http_get(ns, "web", "/")
-    wait_event("web", ns, "Ready", "Normal")
 
     table = kubectl("get", "tsvc", "web", "-n", ns).stdout
     header, row = table.splitlines()[:2]

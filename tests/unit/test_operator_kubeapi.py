@@ -322,3 +322,32 @@ def test_apply_body_is_yaml_that_reads_back_unchanged() -> None:
     assert json.loads(body) == manifest
     # A lone surrogate (no valid UTF-8) becomes U+FFFD, as the API server would make it.
     assert yaml.safe_load(kubeapi.apply_body({"a": "\ud800"}).decode()) == {"a": "\ufffd"}
+
+
+async def test_a_terminating_namespace_is_told_by_a_dry_run_event(
+    served: tuple[Server, kubeapi.Kube],
+) -> None:
+    server, kube = served
+    terminating = status_body(
+        403,
+        "Forbidden",
+        "events is forbidden: unable to create new content in namespace a because it is being "
+        "terminated",
+        details={"causes": [{"reason": "NamespaceTerminating"}]},
+    )
+    rbac = status_body(403, "Forbidden", 'events is forbidden: User "x" cannot create')
+    server.answers += [answer(201, "{}"), answer(403, terminating), answer(403, rbac)]
+    parent = {"metadata": {"name": "web", "namespace": "a", "uid": "u1"}}
+    before = metrics.API_REQUESTS.labels(
+        verb="create-dryrun", kind="Event", code="201"
+    )._value.get()
+    assert await kube.namespace_terminating(parent) is False
+    assert await kube.namespace_terminating(parent) is True
+    with pytest.raises(errors.APIError):  # any other refusal is not an answer
+        await kube.namespace_terminating(parent)
+    for method, path, query, _, body in server.requests:
+        assert (method, path, query) == ("POST", "/api/v1/namespaces/a/events", {"dryRun": "All"})
+        assert body["involvedObject"]["uid"] == "u1"
+    # Counted apart from the writes: a dry run writes nothing.
+    after = metrics.API_REQUESTS.labels(verb="create-dryrun", kind="Event", code="201")._value.get()
+    assert after == before + 1

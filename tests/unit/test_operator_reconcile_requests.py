@@ -56,6 +56,7 @@ class Cluster:
         self.gate: asyncio.Event | None = None
         self.fail: dict[tuple[str, str], APIError] = {}
         self.version = 0
+        self.terminating = False
 
     async def _request(self, verb: str, kind: str) -> None:
         self.requests.append((verb, kind))
@@ -95,6 +96,10 @@ class Cluster:
 
     async def post_event(self, involved: Any, *, type: str, reason: str, message: str) -> None:
         self.events.append((type, reason))
+
+    async def namespace_terminating(self, involved: JSONDict) -> bool:
+        await self._request("probe", "Event")
+        return self.terminating
 
     def observed(self) -> Observed:
         return Observed(
@@ -254,3 +259,29 @@ async def test_no_hold_without_a_create(status: JSONDict | None) -> None:
     await rec.reconcile(NS, "a", trigger="parent")
     assert len(cluster.statuses) == 1
     assert not rec._tasks
+
+
+@pytest.mark.parametrize("terminating", [True, False])
+async def test_pods_going_away_ask_whether_the_namespace_goes(terminating: bool) -> None:
+    cluster = Cluster()
+    cluster.terminating = terminating
+    cluster.objects[("TornadoService", "a")] = tornadoservice("a")
+    cluster.objects[("TornadoService", "b")] = tornadoservice("b")
+    rec = reconciler(cluster)
+    for name in ("a", "b"):
+        await rec.reconcile(NS, name, trigger="parent")
+        cluster.objects[("Deployment", name)] = available(cluster.objects[("Deployment", name)])
+        await rec.reconcile(NS, name, trigger="pod")
+    assert len(cluster.statuses) == 4 and ("probe", "Event") not in cluster.requests
+    # Both lose their pods (a namespace being deleted deletes them).
+    for name in ("a", "b"):
+        cluster.objects[("Deployment", name)]["status"].update(readyReplicas=0, availableReplicas=0)
+        await rec.reconcile(NS, name, trigger="pod")
+    # One question for the namespace, whatever the answer.
+    assert cluster.requests.count(("probe", "Event")) == 1
+    if terminating:
+        assert len(cluster.statuses) == 4  # nothing written about a namespace that goes
+        outcome = await rec.reconcile(NS, "a", trigger="pod")
+        assert outcome.gone
+    else:
+        assert len(cluster.statuses) == 6
