@@ -6,16 +6,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from tornado_operator import lean_imports
 from tornado_operator import settings as settings_mod
 
 
 def run(cfg: settings_mod.Settings) -> None:
     if "kopf" not in sys.modules:
-        # kopf imports the synchronous `kubernetes` client, every model of it, when it is
-        # installed, only to recognise that client's objects should a handler pass one. The
-        # operator never does (it uses kubernetes_asyncio; `kubernetes` is there for
-        # kubectl-tornado), and keeping it out of the process saves 15 MiB of resident memory.
-        sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
+        # Before kopf and the client are imported: their unused models stay out (47 MiB).
+        lean_imports.apply()
     import kopf
 
     # Importing the handlers registers them with kopf; they get `cfg` through kopf's memo.
