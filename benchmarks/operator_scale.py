@@ -539,8 +539,15 @@ def free_port() -> int:
 class Operator:
     """`tornado-operator run --standalone` as a separate host process."""
 
-    def __init__(self, kubeconfig: Path, namespaces: list[str] | None, logdir: Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespaces: list[str] | None,
+        logdir: Path,
+        profile_memory: Path | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
+        self.profile_memory = profile_memory
         self.namespaces = namespaces
         self.logdir = logdir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -556,6 +563,12 @@ class Operator:
     def start(self, tag: str) -> None:
         self.tag = tag
         argv = [self.exe, "run", "--standalone"]
+        if self.profile_memory is not None:
+            # Every allocation recorded; `memray summary|flamegraph FILE` shows the peak's owners.
+            self.profile_memory.mkdir(parents=True, exist_ok=True)
+            out = self.profile_memory / f"operator-{tag}-{time.strftime('%H%M%S')}.memray"
+            argv = [sys.executable, "-m", "memray", "run", "-q", "-o", str(out)]
+            argv += ["-m", "tornado_operator", "run", "--standalone"]
         argv += ["--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port)]
         for ns in self.namespaces or []:
             argv += ["--namespace", ns]
@@ -967,7 +980,7 @@ async def phase_operator(
     keys = services(namespaces, res.n)
     await create_namespaces(api, namespaces, run_id)
     scope_ns = namespaces if args.scope == "namespaced" else None
-    op = Operator(api.creds.kubeconfig, scope_ns, workdir)
+    op = Operator(api.creds.kubeconfig, scope_ns, workdir, args.profile_memory)
     tracker = Tracker(set(keys))
     listed = await api.request(
         "GET", f"apis/{GROUP_VERSION}/{PLURAL}", query={"labelSelector": f"{BENCH_LABEL}={run_id}"}
@@ -1327,6 +1340,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--scope", choices=["namespaced", "cluster"], default="namespaced")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument(
+        "--profile-memory",
+        type=Path,
+        metavar="DIR",
+        help="run the operator under memray, one capture per start in DIR (slower: the CPU "
+        "and RSS numbers of such a run are not the operator's own)",
+    )
     ap.add_argument(
         "--workdir", type=Path, help="operator logs and rendered manifests (default: a temp dir)"
     )
