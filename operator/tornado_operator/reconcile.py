@@ -232,8 +232,7 @@ class Reconciler:
             return
         self._pending.add(key)
         async with self._lock(key):
-            self._pending.discard(key)
-            outcome = await self._timed(namespace, name, trigger=trigger, retry=0)
+            outcome = await self._timed(namespace, name, trigger=trigger, retry=0, pending=True)
         if (
             outcome.problem is not None
             and not outcome.problem.permanent
@@ -255,8 +254,14 @@ class Reconciler:
         finally:
             self._retrying.discard(key)
 
-    async def _timed(self, namespace: str, name: str, *, trigger: str, retry: int) -> Outcome:
+    async def _timed(
+        self, namespace: str, name: str, *, trigger: str, retry: int, pending: bool = False
+    ) -> Outcome:
         async with self._slots:
+            if pending:
+                # From here on the state is read afresh: later events need a reconcile of
+                # their own, the ones that came while this one waited for its turn do not.
+                self._pending.discard((namespace, name))
             started = time.monotonic()
             try:
                 outcome = await self._reconcile(namespace, name, trigger=trigger, retry=retry)

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from tornado_operator import reconcile
+from tornado_operator import metrics, reconcile
 from tornado_operator.errors import APIError
 from tornado_operator.observed import Observed
 from tornado_operator.reconcile import Reconciler
@@ -285,3 +285,23 @@ async def test_pods_going_away_ask_whether_the_namespace_goes(terminating: bool)
         assert outcome.gone
     else:
         assert len(cluster.statuses) == 6
+
+
+async def test_events_while_waiting_for_a_turn_make_one_reconcile() -> None:
+    cluster = Cluster()
+    busy = [f"busy{i}" for i in range(reconcile.RECONCILES_IN_FLIGHT)]
+    for name in [*busy, "x"]:
+        cluster.objects[("TornadoService", name)] = tornadoservice(name)
+    rec = reconciler(cluster)
+    cluster.gate = asyncio.Event()
+    held = [asyncio.create_task(rec.reconcile(NS, n, trigger="parent")) for n in busy]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    waiting = [asyncio.create_task(rec.reconcile_soon(NS, "x", trigger="pod")) for _ in range(5)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    before = metrics.RECONCILES.labels(trigger="pod", result="ok")._value.get()
+    cluster.gate.set()
+    await asyncio.gather(*held, *waiting)
+    after = metrics.RECONCILES.labels(trigger="pod", result="ok")._value.get()
+    assert after - before == 1  # one reconcile for the five events
