@@ -33,6 +33,9 @@ CONFIG_REASONS = frozenset(
 CRASH_RESTARTS = 3
 
 
+UNSCHEDULABLE = "PodsUnschedulable"
+
+
 @dataclasses.dataclass(frozen=True)
 class Event:
     type: str  # Normal or Warning
@@ -55,6 +58,16 @@ class Assessment:
     @property
     def degraded(self) -> bool:
         return self._holds(DEGRADED)
+
+    @property
+    def news(self) -> bool:
+        """Whether this says something a user must hear about now: Ready, Degraded, or pods
+        that no node takes (while the rest of a rollout is just under way)."""
+        return (
+            self.ready
+            or self.degraded
+            or any(c.type == PROGRESSING and c.reason == UNSCHEDULABLE for c in self.conditions)
+        )
 
 
 def _container_statuses(pod: JSONDict) -> list[JSONDict]:
@@ -244,7 +257,7 @@ def assess(
             PROGRESSING, False, "RolloutComplete", f"all {desired} replicas run the current version"
         )
     elif unschedulable is not None:
-        progressing_c = Condition(PROGRESSING, True, "PodsUnschedulable", unschedulable)
+        progressing_c = Condition(PROGRESSING, True, UNSCHEDULABLE, unschedulable)
     elif old_pods or not generation_seen:
         progressing_c = Condition(
             PROGRESSING,

@@ -65,10 +65,11 @@ CHILD_RETRY_LIMIT = 6
 # created and its status written in a few round trips, and the controllers start on its pods
 # while the next ones are reconciled.
 RECONCILES_IN_FLIGHT = 16
-# A new TornadoService's first status waits this long for its first rollout to finish, so a
-# create costs one status write (Ready, or still Progressing after this) instead of one per
-# step. A problem (Degraded, a conflict, an invalid spec) is written at once.
-FIRST_STATUS_GRACE_SECONDS = 20.0
+# A new TornadoService's first status waits for its first rollout to finish, so a create costs
+# one status write instead of one per step. News is written at once: Ready, a problem
+# (Degraded, a conflict, an invalid spec) or pods no node takes; and after this long, whatever
+# the rollout's state (a thousand services created at once take minutes to roll out).
+FIRST_STATUS_GRACE_SECONDS = 120.0
 # A namespace found not terminating is not asked again for this long (namespace_going).
 NAMESPACE_PROBE_SECONDS = 5.0
 
@@ -469,7 +470,7 @@ class Reconciler:
         deadline = self._first_status.get(key)
         if deadline is None:
             return False
-        if time.monotonic() < deadline and not found.ready and not found.degraded:
+        if time.monotonic() < deadline and not found.news:
             return True
         del self._first_status[key]
         return False

@@ -305,3 +305,34 @@ async def test_events_while_waiting_for_a_turn_make_one_reconcile() -> None:
     await asyncio.gather(*held, *waiting)
     after = metrics.RECONCILES.labels(trigger="pod", result="ok")._value.get()
     assert after - before == 1  # one reconcile for the five events
+
+
+async def test_pods_no_node_takes_are_written_at_once() -> None:
+    cluster = Cluster()
+    cluster.objects[("TornadoService", "a")] = tornadoservice("a")
+    rec = reconciler(cluster, grace=30)
+    await rec.reconcile(NS, "a", trigger="parent")
+    await rec.reconcile(NS, "a", trigger="pod")
+    assert cluster.statuses == []
+    cluster.pods.append(
+        {
+            "metadata": {"name": "a-1"},
+            "status": {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/1 nodes are available: 1 Insufficient memory.",
+                    }
+                ],
+            },
+        }
+    )
+    await rec.reconcile(NS, "a", trigger="pod")
+    [status] = cluster.statuses
+    progressing = {c["type"]: c for c in status["conditions"]}["Progressing"]
+    assert progressing["reason"] == "PodsUnschedulable"
+    for task in list(rec._tasks):
+        task.cancel()
